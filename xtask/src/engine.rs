@@ -1,0 +1,505 @@
+//! The only module that talks to Docker: a small facade over bollard whose methods are verbs.
+//!
+//! Everything else in the crate goes through [`Engine`]; bollard's types and errors stay in here.
+//! Containers this module creates carry the label [`LABEL`]`=1`, so leftovers can be found with
+//! `docker ps -a --filter label=xtask.layer-tools=1`, and [`SESSION_LABEL`] naming the [`Engine`]
+//! that made them. They are removed both explicitly and, should the caller bail out early (an
+//! error, a panic, a cancelled future), by a guard's `Drop`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bollard::container::LogOutput;
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use bollard::{ClientVersion, Docker};
+use futures_util::StreamExt;
+
+/// The label put on every container this module creates (with the value `1`).
+pub const LABEL: &str = "xtask.layer-tools";
+/// The label naming the [`Engine`] (process and connection) that created a container.
+pub const SESSION_LABEL: &str = "xtask.layer-tools.session";
+
+/// Where the daemon listens when `DOCKER_HOST` is unset (bollard's default, which it keeps private).
+#[cfg(unix)]
+const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+#[cfg(windows)]
+const DEFAULT_DOCKER_HOST: &str = "npipe:////./pipe/docker_engine";
+
+/// How long connecting may take before the daemon counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Per-request timeout afterwards (until the response headers arrive, not for a whole stream).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A connection to a Docker (or Podman) daemon.
+pub struct Engine {
+    docker: Docker,
+    /// The daemon address, kept to open a separate connection for cleanup in `Drop`.
+    host: String,
+    /// The value of [`SESSION_LABEL`] on this engine's containers, unique per connection.
+    session: String,
+}
+
+/// What a finished container left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutput {
+    /// The container's id (it has been removed by the time this is returned).
+    pub container_id: String,
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// One variant per operation: the message says what failed, on which object, and why.
+///
+/// The cause is part of the message (a single line for the user), so `source()` is left empty.
+#[derive(Debug)]
+pub enum Error {
+    Connect {
+        host: String,
+        docker_host: Option<String>,
+        cause: bollard::errors::Error,
+    },
+    InspectImage {
+        image: String,
+        cause: bollard::errors::Error,
+    },
+    NoSuchImage {
+        image: String,
+    },
+    Create {
+        image: String,
+        cause: bollard::errors::Error,
+    },
+    Start {
+        container: String,
+        cause: bollard::errors::Error,
+    },
+    Logs {
+        container: String,
+        cause: bollard::errors::Error,
+    },
+    Wait {
+        container: String,
+        cause: bollard::errors::Error,
+    },
+    Remove {
+        container: String,
+        cause: bollard::errors::Error,
+    },
+    List {
+        cause: bollard::errors::Error,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Connect { host, docker_host, cause } => write!(
+                f,
+                "cannot reach the Docker daemon at {host}: {} — is dockerd running? (DOCKER_HOST={})",
+                describe(cause),
+                docker_host.as_deref().unwrap_or("unset"),
+            ),
+            Error::InspectImage { image, cause } => {
+                write!(f, "failed to inspect image {image}: {}", describe(cause))
+            }
+            Error::NoSuchImage { image } => write!(
+                f,
+                "image {image} is not present locally: pull it, or build the offline stand-in with scripts/standin-image.sh"
+            ),
+            Error::Create { image, cause } => {
+                write!(f, "failed to create a container from {image}: {}", describe(cause))
+            }
+            Error::Start { container, cause } => {
+                write!(f, "failed to start container {}: {}", short(container), describe(cause))
+            }
+            Error::Logs { container, cause } => {
+                write!(f, "failed to read the output of container {}: {}", short(container), describe(cause))
+            }
+            Error::Wait { container, cause } => {
+                write!(f, "failed to wait for container {}: {}", short(container), describe(cause))
+            }
+            Error::Remove { container, cause } => {
+                write!(f, "failed to remove container {}: {}", short(container), describe(cause))
+            }
+            Error::List { cause } => write!(f, "failed to list containers: {}", describe(cause)),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Engine {
+    /// Connects to the daemon named by `DOCKER_HOST` (unix socket or tcp; the platform default when
+    /// unset), checks that it answers, and lowers the API version to what the daemon speaks.
+    pub async fn connect() -> Result<Engine> {
+        let docker_host = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|host| !host.is_empty());
+        let host = docker_host
+            .clone()
+            .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_string());
+        let connect_error = |cause| Error::Connect {
+            host: host.clone(),
+            docker_host: docker_host.clone(),
+            cause,
+        };
+
+        let docker = Docker::connect_with_host(&host)
+            .map_err(connect_error)?
+            .with_timeout(CONNECT_TIMEOUT);
+        let docker = match docker.negotiate_version().await {
+            Ok(docker) => docker,
+            // bollard 0.21 sends unversioned paths, which every daemon answers. Should it start to
+            // prefix its own (newer) version, an older daemon refuses that and names its maximum.
+            Err(cause) => match max_api_version(&cause) {
+                Some(version) => connect_with_version(&host, &version)
+                    .map_err(connect_error)?
+                    .with_timeout(CONNECT_TIMEOUT),
+                None => return Err(connect_error(cause)),
+            },
+        };
+        docker.ping().await.map_err(connect_error)?;
+        Ok(Engine {
+            docker: docker.with_timeout(REQUEST_TIMEOUT),
+            host,
+            session: new_session_id(),
+        })
+    }
+
+    /// The API version in use after negotiation, e.g. `1.41`.
+    pub fn api_version(&self) -> String {
+        let version = self.docker.client_version();
+        format!("{}.{}", version.major_version, version.minor_version)
+    }
+
+    /// Whether `image` (a name, a tag or an id) is present locally.
+    pub async fn image_exists(&self, image: &str) -> Result<bool> {
+        Ok(self.image_id(image).await?.is_some())
+    }
+
+    /// The local image id of `image` (`sha256:…`), or `None` when it is not present.
+    pub async fn image_id(&self, image: &str) -> Result<Option<String>> {
+        match self.docker.inspect_image(image).await {
+            Ok(inspect) => Ok(Some(inspect.id.unwrap_or_default())),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(cause) => Err(Error::InspectImage {
+                image: image.to_string(),
+                cause,
+            }),
+        }
+    }
+
+    /// Runs `cmd` in a new container of `image` to completion and returns its exit code and output.
+    ///
+    /// The container is removed afterwards whatever happens; a non-zero exit is an exit code here,
+    /// not an error.
+    pub async fn run(&self, image: &str, cmd: &[&str]) -> Result<RunOutput> {
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            cmd: Some(cmd.iter().map(|arg| arg.to_string()).collect()),
+            labels: Some(HashMap::from([
+                (LABEL.to_string(), "1".to_string()),
+                (SESSION_LABEL.to_string(), self.session.clone()),
+            ])),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            ..Default::default()
+        };
+        let created = match self.docker.create_container(None, body).await {
+            Ok(created) => created,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                return Err(Error::NoSuchImage {
+                    image: image.to_string(),
+                })
+            }
+            Err(cause) => {
+                return Err(Error::Create {
+                    image: image.to_string(),
+                    cause,
+                })
+            }
+        };
+        let mut guard = ContainerGuard {
+            host: self.host.clone(),
+            version: self.docker.client_version(),
+            id: Some(created.id.clone()),
+        };
+
+        let outcome = self.start_and_collect(&created.id).await;
+        if let Err(error) = self.remove(&created.id).await {
+            eprintln!(
+                "warning: {error} (find leftovers with `docker ps -a --filter label={LABEL}=1`)"
+            );
+        }
+        guard.disarm();
+        outcome
+    }
+
+    /// Ids of the containers (running or not) this engine created that still exist; empty unless
+    /// a run is in progress or a clean-up failed.
+    pub async fn session_containers(&self) -> Result<Vec<String>> {
+        let labels = vec![
+            format!("{LABEL}=1"),
+            format!("{SESSION_LABEL}={}", self.session),
+        ];
+        let filters = HashMap::from([("label", labels)]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|cause| Error::List { cause })?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|container| container.id)
+            .collect())
+    }
+
+    /// Removes a container, stopping it first if it still runs.
+    pub async fn remove(&self, container: &str) -> Result<()> {
+        remove_container(&self.docker, container).await
+    }
+
+    async fn start_and_collect(&self, id: &str) -> Result<RunOutput> {
+        let container = || id.to_string();
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(|cause| Error::Start {
+                container: container(),
+                cause,
+            })?;
+
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let options = LogsOptionsBuilder::new()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let mut logs = self.docker.logs(id, Some(options));
+        while let Some(chunk) = logs.next().await {
+            match chunk.map_err(|cause| Error::Logs {
+                container: container(),
+                cause,
+            })? {
+                LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    stdout.extend_from_slice(&message)
+                }
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+
+        let mut exit_code = None;
+        let mut waits = self.docker.wait_container(id, None);
+        while let Some(status) = waits.next().await {
+            match status {
+                Ok(response) => exit_code = Some(response.status_code),
+                // bollard turns a non-zero exit into an error value; it is an exit code here.
+                Err(bollard::errors::Error::DockerContainerWaitError { code, .. }) => {
+                    exit_code = Some(code)
+                }
+                Err(cause) => {
+                    return Err(Error::Wait {
+                        container: container(),
+                        cause,
+                    })
+                }
+            }
+        }
+        let exit_code = exit_code.ok_or_else(|| Error::Wait {
+            container: container(),
+            cause: bollard::errors::Error::DockerStreamError {
+                error: "the daemon closed the wait stream without an exit code".to_string(),
+            },
+        })?;
+
+        Ok(RunOutput {
+            container_id: id.to_string(),
+            exit_code,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        })
+    }
+}
+
+async fn remove_container(docker: &Docker, container: &str) -> Result<()> {
+    let options = RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
+    match docker.remove_container(container, Some(options)).await {
+        Ok(()) => Ok(()),
+        // Already gone (or being removed): nothing is left behind.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404 | 409,
+            ..
+        }) => Ok(()),
+        Err(cause) => Err(Error::Remove {
+            container: container.to_string(),
+            cause,
+        }),
+    }
+}
+
+/// Removes its container when dropped while still armed: on an early return, a panic or a cancelled
+/// future. The removal runs on its own thread, runtime and connection, so it works from any context
+/// (inside or outside a Tokio runtime of either flavour) and never reuses a connection whose driver
+/// task lives on a runtime that is blocked or shutting down.
+struct ContainerGuard {
+    host: String,
+    version: ClientVersion,
+    id: Option<String>,
+}
+
+impl ContainerGuard {
+    fn disarm(&mut self) {
+        self.id = None;
+    }
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        let (host, version) = (self.host.clone(), self.version);
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let result = match runtime {
+                Ok(runtime) => runtime.block_on(async {
+                    let docker = connect_with_version(&host, &version)
+                        .map_err(|cause| Error::Remove {
+                            container: id.clone(),
+                            cause,
+                        })?
+                        .with_timeout(REQUEST_TIMEOUT);
+                    remove_container(&docker, &id).await
+                }),
+                Err(error) => {
+                    eprintln!("warning: cannot clean up container {}: {error}", short(&id));
+                    return;
+                }
+            };
+            if let Err(error) = result {
+                eprintln!("warning: {error} (find leftovers with `docker ps -a --filter label={LABEL}=1`)");
+            }
+        });
+        if cleanup.join().is_err() {
+            eprintln!("warning: the container clean-up thread panicked");
+        }
+    }
+}
+
+/// A value for [`SESSION_LABEL`]: the process id, the time and a counter for engines in one process.
+fn new_session_id() -> String {
+    static ENGINES: AtomicU64 = AtomicU64::new(0);
+    let engine = ENGINES.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    format!("{}-{nanos}-{engine}", std::process::id())
+}
+
+/// Connects to `host` speaking API `version` (what `Docker::connect_with_host` does with its own).
+fn connect_with_version(
+    host: &str,
+    version: &ClientVersion,
+) -> Result<Docker, bollard::errors::Error> {
+    let timeout = REQUEST_TIMEOUT.as_secs();
+    if host.starts_with("tcp://") || host.starts_with("http://") {
+        Docker::connect_with_http(host, timeout, version)
+    } else {
+        Docker::connect_with_local(host, timeout, version)
+    }
+}
+
+/// The daemon's maximum API version from its refusal of a newer client: "client version 1.53 is
+/// too new. Maximum supported API version is 1.41".
+fn max_api_version(error: &bollard::errors::Error) -> Option<ClientVersion> {
+    let bollard::errors::Error::DockerResponseServerError {
+        status_code: 400,
+        message,
+    } = error
+    else {
+        return None;
+    };
+    let (_, rest) = message.split_once("Maximum supported API version is ")?;
+    let version: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let (major, minor) = version.split_once('.')?;
+    Some(ClientVersion {
+        major_version: major.parse().ok()?,
+        minor_version: minor.parse().ok()?,
+    })
+}
+
+/// A bollard error and its causes on one line ("client error (Connect): No such file or directory").
+fn describe(error: &bollard::errors::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+/// The 12-character short form of a container id, as `docker ps` shows it.
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(status_code: u16, message: &str) -> bollard::errors::Error {
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message: message.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_maximum_version_is_read_from_a_refusal() {
+        let refusal = server_error(
+            400,
+            "client version 1.53 is too new. Maximum supported API version is 1.41",
+        );
+        let version = max_api_version(&refusal).map(|v| (v.major_version, v.minor_version));
+        assert_eq!(version, Some((1, 41)));
+        assert!(
+            max_api_version(&server_error(500, "Maximum supported API version is 1.41")).is_none()
+        );
+        assert!(max_api_version(&server_error(400, "something else")).is_none());
+    }
+
+    #[test]
+    fn ids_are_shortened_like_docker_ps_does() {
+        assert_eq!(short("0123456789abcdef0123"), "0123456789ab");
+        assert_eq!(short("abc"), "abc");
+    }
+}

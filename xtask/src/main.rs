@@ -1,0 +1,35 @@
+//! `cargo xtask`: build, lint and publish AWS Lambda Python layers.
+//!
+//! This is the cargo-xtask convention (<https://github.com/matklad/cargo-xtask>): the project's
+//! tooling is a Rust binary in the workspace, run with `cargo xtask <command>` through the alias in
+//! `.cargo/config.toml`. Each command lives in its own module of the `xtask` library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    LintBuildspec(xtask::lint::LintBuildspec),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::LintBuildspec(cmd) => cmd.run(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

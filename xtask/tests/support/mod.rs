@@ -1,0 +1,127 @@
+//! Shared harness for the integration tests: finds the services a test needs (Docker, the stand-in
+//! build image, a local moto server) and, when one is missing, fails the test in CI (`CI` set and
+//! non-empty) or skips it loudly elsewhere. `bash scripts/test.sh` provides all of them.
+#![allow(dead_code)] // each test binary uses a part of the harness
+
+use std::future::Future;
+use std::net::IpAddr;
+
+use xtask::engine::Engine;
+
+/// The image the build runs in when `LAYER_BUILD_IMAGE` is unset: the offline stand-in for
+/// `public.ecr.aws/sam/build-python3.9` that `scripts/standin-image.sh` builds.
+pub const DEFAULT_IMAGE: &str = "layer-tools/build-python3.9-standin:latest";
+
+/// Whether this is a CI run, where a missing service is a failure rather than a skip.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|value| !value.is_empty())
+}
+
+/// Fails the test in CI; elsewhere prints a line that is hard to miss, and the caller returns.
+fn missing(what: &str, why: &str) {
+    let help = "run the tests with `bash scripts/test.sh`, which starts everything they need";
+    if in_ci() {
+        panic!("{what} is required in CI (CI is set): {why}\n{help}");
+    }
+    eprintln!("SKIPPED: {what} is not available: {why} ({help})");
+}
+
+/// A connection to the Docker daemon, or `None` (after a `SKIPPED:` line) outside CI.
+pub async fn require_docker() -> Option<Engine> {
+    match Engine::connect().await {
+        Ok(engine) => Some(engine),
+        Err(error) => {
+            missing("Docker", &error.to_string());
+            None
+        }
+    }
+}
+
+/// The build image: `LAYER_BUILD_IMAGE`, or the stand-in.
+pub fn standin_image() -> String {
+    std::env::var("LAYER_BUILD_IMAGE")
+        .ok()
+        .filter(|image| !image.is_empty())
+        .unwrap_or_else(|| DEFAULT_IMAGE.to_string())
+}
+
+/// Whether `image` is present locally; `false` (after a `SKIPPED:` line) outside CI.
+pub async fn require_image(engine: &Engine, image: &str) -> bool {
+    match engine.image_exists(image).await {
+        Ok(true) => true,
+        Ok(false) => {
+            missing(
+                &format!("the image {image}"),
+                "it is not present locally (scripts/standin-image.sh builds it)",
+            );
+            false
+        }
+        Err(error) => panic!("{error}"),
+    }
+}
+
+/// The moto server's URL from `AWS_ENDPOINT_URL`, or `None` (after a `SKIPPED:` line) outside CI.
+///
+/// Panics, in CI or not, when the endpoint is not on this machine: the tests never talk to AWS.
+pub fn moto_endpoint() -> Option<String> {
+    match std::env::var("AWS_ENDPOINT_URL") {
+        Ok(url) if !url.is_empty() => {
+            assert!(
+                is_loopback_url(&url),
+                "AWS_ENDPOINT_URL={url} is not a loopback address (127.0.0.1, localhost, [::1]): \
+                 the tests only ever talk to a local moto server"
+            );
+            Some(url)
+        }
+        _ => {
+            missing("a moto server", "AWS_ENDPOINT_URL is not set");
+            None
+        }
+    }
+}
+
+/// Whether `url` (`scheme://[user@]host[:port][/path]`) names this machine.
+fn is_loopback_url(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host_port)| host_port);
+    let host = match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Runs a test body on a fresh current-thread runtime (the flavour `#[tokio::test]` uses).
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("cannot start a Tokio runtime")
+        .block_on(future)
+}
+
+#[test]
+fn loopback_urls_are_recognised() {
+    for url in [
+        "http://127.0.0.1:5000",
+        "http://localhost:5000/",
+        "http://[::1]:5000",
+        "https://user@127.0.0.2",
+    ] {
+        assert!(is_loopback_url(url), "{url} should count as loopback");
+    }
+    for url in [
+        "http://10.0.0.1:5000",
+        "https://s3.amazonaws.com",
+        "http://localhost.example.com",
+        "localhost:5000",
+    ] {
+        assert!(!is_loopback_url(url), "{url} should not count as loopback");
+    }
+}
