@@ -17,6 +17,7 @@ use crate::report::{self, Format};
 use crate::rules;
 use crate::runtime::Date;
 use crate::template::{Layer, Template};
+use crate::yaml::Span;
 
 /// Check a CodeBuild buildspec (version 0.2) and its consistency with the project's templates.
 ///
@@ -53,10 +54,10 @@ impl LintBuildspec {
             }
             Err(e) => {
                 let message = format!("cannot read {}: {e}", self.path.display());
-                (
-                    vec![Diagnostic::new(&rules::UNREADABLE_FILE, message)],
-                    true,
-                )
+                let unread = SourceFile::new(self.path.display().to_string(), "");
+                let diagnostic = Diagnostic::new(&rules::UNREADABLE_FILE, message)
+                    .at(unread.at(Span::default()));
+                (vec![diagnostic], true)
             }
         };
         let color = self.format == Format::Human
@@ -166,7 +167,10 @@ pub fn lint(parsed: &Parsed, options: &Options) -> Vec<Diagnostic> {
                     "{} has no AWS::Serverless::LayerVersion or AWS::Lambda::LayerVersion resource",
                     t.file.path
                 );
-                out.push(Diagnostic::new(&rules::TEMPLATE_PROBLEM, message));
+                out.push(
+                    Diagnostic::new(&rules::TEMPLATE_PROBLEM, message)
+                        .at(t.file.at(Span::default())),
+                );
             }
         }
         let cx = Context {

@@ -43,10 +43,9 @@ impl Template {
     /// Reads and parses a template; any failure is one diagnostic pointing into the file.
     pub fn read(path: &std::path::Path) -> Result<Template, Diagnostic> {
         let file = SourceFile::read(path).map_err(|e| {
-            Diagnostic::new(
-                &rules::TEMPLATE_PROBLEM,
-                format!("cannot read {}: {e}", path.display()),
-            )
+            let unread = SourceFile::new(path.display().to_string(), "");
+            let message = format!("cannot read {}: {e}", path.display());
+            Diagnostic::new(&rules::TEMPLATE_PROBLEM, message).at(unread.at(Span::default()))
         })?;
         Self::parse(file)
     }
@@ -56,7 +55,9 @@ impl Template {
             Ok(mut docs) if !docs.is_empty() => docs.swap_remove(0),
             Ok(_) => {
                 let message = format!("{} is empty", file.path);
-                return Err(Diagnostic::new(&rules::TEMPLATE_PROBLEM, message));
+                return Err(
+                    Diagnostic::new(&rules::TEMPLATE_PROBLEM, message).at(file.at(Span::default()))
+                );
             }
             Err(e) => {
                 let message = format!("{} is not valid YAML: {}", file.path, e.message);

@@ -14,11 +14,22 @@ use saphyr_parser::{Event, Parser, ScalarStyle, Span as EventSpan, StrInput};
 const MAX_DEPTH: usize = 200;
 
 /// A position in a source file: 1-based line and column (in characters), 0-based byte offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pos {
     pub line: usize,
     pub col: usize,
     pub offset: usize,
+}
+
+impl Default for Pos {
+    /// The start of the file.
+    fn default() -> Self {
+        Pos {
+            line: 1,
+            col: 1,
+            offset: 0,
+        }
+    }
 }
 
 /// A byte range of the source with the positions of both ends.
