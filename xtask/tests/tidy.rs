@@ -1,0 +1,73 @@
+//! Conventions, enforced as tests: every source file starts with a `//!` doc line saying what it
+//! is for, has no trailing whitespace or tabs, and the library never calls `unwrap()` outside tests.
+
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn sources(sub: &str) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join(sub), &mut files);
+    assert!(!files.is_empty(), "no sources under {sub}");
+    files
+        .into_iter()
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (p, text)
+        })
+        .collect()
+}
+
+#[test]
+fn every_module_starts_with_a_doc_comment() {
+    for (path, text) in sources("src").into_iter().chain(sources("tests")) {
+        assert!(
+            text.starts_with("//!"),
+            "{}:1: start the file with a `//!` line saying what the module is for",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn no_trailing_whitespace_or_tabs() {
+    for (path, text) in sources("src").into_iter().chain(sources("tests")) {
+        for (i, line) in text.lines().enumerate() {
+            assert!(
+                !line.ends_with(' ') && !line.contains('\t'),
+                "{}:{}: trailing whitespace or a tab",
+                path.display(),
+                i + 1
+            );
+        }
+    }
+}
+
+#[test]
+fn library_code_does_not_unwrap() {
+    for (path, text) in sources("src") {
+        // Only the code before the unit tests counts.
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (i, line) in code.lines().enumerate() {
+            assert!(
+                !line.contains(".unwrap()") && !line.contains(".expect("),
+                "{}:{}: handle the error (`?`, a default, or a clear message) instead of unwrap/expect",
+                path.display(),
+                i + 1
+            );
+        }
+    }
+}
