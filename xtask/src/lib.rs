@@ -10,6 +10,7 @@ pub mod buildspec;
 pub mod diagnostic;
 pub mod engine;
 pub mod lint;
+pub mod plan;
 pub mod report;
 pub mod rules;
 pub mod runtime;
