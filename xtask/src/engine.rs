@@ -4,10 +4,21 @@
 //! Containers this module creates carry the label [`LABEL`]`=1`, so leftovers can be found with
 //! `docker ps -a --filter label=xtask.layer-tools=1`, and [`SESSION_LABEL`] naming the [`Engine`]
 //! that made them. They are removed both explicitly and, should the caller bail out early (an
-//! error, a panic, a cancelled future), by a guard's `Drop`.
+//! error, a panic, a cancelled future), by a guard's `Drop`. A Ctrl-C ends the process without
+//! running `Drop`: a signal handler calls [`Engine::remove_session_containers`] instead.
+//!
+//! Parts: `build` (pull, the long-lived build container, exec, cache volumes) and `transfer` (tar
+//! upload, streaming tar download).
+
+mod build;
+mod error;
+mod transfer;
+
+pub use build::{BuildContainer, BuildContainerSpec, PullProgress};
+pub use error::Error;
+pub use transfer::TarReader;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -55,86 +66,6 @@ pub struct RunOutput {
     pub stdout: String,
     pub stderr: String,
 }
-
-/// One variant per operation: the message says what failed, on which object, and why.
-///
-/// The cause is part of the message (a single line for the user), so `source()` is left empty.
-#[derive(Debug)]
-pub enum Error {
-    Connect {
-        host: String,
-        docker_host: Option<String>,
-        cause: bollard::errors::Error,
-    },
-    InspectImage {
-        image: String,
-        cause: bollard::errors::Error,
-    },
-    NoSuchImage {
-        image: String,
-    },
-    Create {
-        image: String,
-        cause: bollard::errors::Error,
-    },
-    Start {
-        container: String,
-        cause: bollard::errors::Error,
-    },
-    Logs {
-        container: String,
-        cause: bollard::errors::Error,
-    },
-    Wait {
-        container: String,
-        cause: bollard::errors::Error,
-    },
-    Remove {
-        container: String,
-        cause: bollard::errors::Error,
-    },
-    List {
-        cause: bollard::errors::Error,
-    },
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Connect { host, docker_host, cause } => write!(
-                f,
-                "cannot reach the Docker daemon at {host}: {} — is dockerd running? (DOCKER_HOST={})",
-                describe(cause),
-                docker_host.as_deref().unwrap_or("unset"),
-            ),
-            Error::InspectImage { image, cause } => {
-                write!(f, "failed to inspect image {image}: {}", describe(cause))
-            }
-            Error::NoSuchImage { image } => write!(
-                f,
-                "image {image} is not present locally: pull it, or build the offline stand-in with scripts/standin-image.sh"
-            ),
-            Error::Create { image, cause } => {
-                write!(f, "failed to create a container from {image}: {}", describe(cause))
-            }
-            Error::Start { container, cause } => {
-                write!(f, "failed to start container {}: {}", short(container), describe(cause))
-            }
-            Error::Logs { container, cause } => {
-                write!(f, "failed to read the output of container {}: {}", short(container), describe(cause))
-            }
-            Error::Wait { container, cause } => {
-                write!(f, "failed to wait for container {}: {}", short(container), describe(cause))
-            }
-            Error::Remove { container, cause } => {
-                write!(f, "failed to remove container {}: {}", short(container), describe(cause))
-            }
-            Error::List { cause } => write!(f, "failed to list containers: {}", describe(cause)),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
 
 impl Engine {
     /// Connects to the daemon named by `DOCKER_HOST` (unix socket or tcp; the platform default when
@@ -207,10 +138,7 @@ impl Engine {
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             cmd: Some(cmd.iter().map(|arg| arg.to_string()).collect()),
-            labels: Some(HashMap::from([
-                (LABEL.to_string(), "1".to_string()),
-                (SESSION_LABEL.to_string(), self.session.clone()),
-            ])),
+            labels: Some(self.labels(&[])),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             tty: Some(false),
@@ -232,11 +160,7 @@ impl Engine {
                 })
             }
         };
-        let mut guard = ContainerGuard {
-            host: self.host.clone(),
-            version: self.docker.client_version(),
-            id: Some(created.id.clone()),
-        };
+        let mut guard = self.guard(&created.id);
 
         let outcome = self.start_and_collect(&created.id).await;
         if let Err(error) = self.remove(&created.id).await {
@@ -251,10 +175,13 @@ impl Engine {
     /// Ids of the containers (running or not) this engine created that still exist; empty unless
     /// a run is in progress or a clean-up failed.
     pub async fn session_containers(&self) -> Result<Vec<String>> {
-        let labels = vec![
-            format!("{LABEL}=1"),
-            format!("{SESSION_LABEL}={}", self.session),
-        ];
+        self.containers_labelled(&format!("{SESSION_LABEL}={}", self.session))
+            .await
+    }
+
+    /// Ids of this tool's containers (any session) that also carry `label` (`name=value`).
+    pub async fn containers_labelled(&self, label: &str) -> Result<Vec<String>> {
+        let labels = vec![format!("{LABEL}=1"), label.to_string()];
         let filters = HashMap::from([("label", labels)]);
         let options = ListContainersOptionsBuilder::new()
             .all(true)
@@ -269,6 +196,39 @@ impl Engine {
             .into_iter()
             .filter_map(|container| container.id)
             .collect())
+    }
+
+    /// Removes every container this engine created that still exists (running or not) and returns
+    /// how many there were: what a Ctrl-C handler calls, since a signal skips the guards' `Drop`.
+    pub async fn remove_session_containers(&self) -> Result<usize> {
+        let containers = self.session_containers().await?;
+        let mut first_error = None;
+        for container in &containers {
+            if let Err(error) = self.remove(container).await {
+                first_error.get_or_insert(error);
+            }
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(containers.len()),
+        }
+    }
+
+    /// The labels every container and volume this engine creates carries, plus `extra`.
+    fn labels(&self, extra: &[(String, String)]) -> HashMap<String, String> {
+        let mut labels: HashMap<String, String> = extra.iter().cloned().collect();
+        labels.insert(LABEL.to_string(), "1".to_string());
+        labels.insert(SESSION_LABEL.to_string(), self.session.clone());
+        labels
+    }
+
+    /// A guard that removes `container` when dropped (until disarmed).
+    fn guard(&self, container: &str) -> ContainerGuard {
+        ContainerGuard {
+            host: self.host.clone(),
+            version: self.docker.client_version(),
+            id: Some(container.to_string()),
+        }
     }
 
     /// Removes a container, stopping it first if it still runs.
@@ -464,7 +424,8 @@ fn describe(error: &bollard::errors::Error) -> String {
         }
         source = cause.source();
     }
-    message
+    // One line for the user, whatever the daemon put in its message.
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The 12-character short form of a container id, as `docker ps` shows it.

@@ -5,12 +5,16 @@
 //! (later: plan → engine → artifacts → verify → zip → publish). `diagnostic` is the one type every
 //! stage reports problems with; `report` renders it.
 
+pub mod artifacts;
 pub mod aws;
+pub mod build;
 pub mod buildspec;
 pub mod diagnostic;
 pub mod engine;
 pub mod lint;
+pub mod manifest;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod rules;
 pub mod runtime;

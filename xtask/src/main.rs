@@ -17,12 +17,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    BuildLayer(xtask::build::BuildLayer),
     LintBuildspec(xtask::lint::LintBuildspec),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::BuildLayer(cmd) => cmd.run(),
         Command::LintBuildspec(cmd) => cmd.run(),
     };
     match result {

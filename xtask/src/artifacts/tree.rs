@@ -1,0 +1,678 @@
+//! The destination tree that extraction (tar or zip) writes into, and the one place with its safety
+//! rules: no absolute or `..` paths, no writing through symlinks, links checked against the root,
+//! no device or fifo entries, modes normalised to 0644/0755 (never setuid/setgid, never the
+//! archive's owner: files belong to the user running the tool).
+//!
+//! Symlinks are resolved after the last entry (their target may come later in the stream):
+//! - without `enable-symlinks`, CodeBuild zips the link target's content; here a link whose target
+//!   (a file, or a directory's files) is in the artifact is stored as a copy of it, and a link that
+//!   leaves the root, dangles, or points at files outside the selection is an error;
+//! - with `enable-symlinks`, a link is kept as a link if it stays inside the root.
+//!
+//! Hard links are stored as copies of their (earlier) target.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// Why an archive could not be extracted. Every variant names the offending entry.
+#[derive(Debug)]
+pub enum ExtractError {
+    AbsolutePath {
+        entry: String,
+    },
+    ParentComponent {
+        entry: String,
+    },
+    InvalidPath {
+        entry: String,
+        reason: &'static str,
+    },
+    /// A link whose target is absolute or climbs out of the destination.
+    LinkEscapes {
+        entry: String,
+        target: String,
+    },
+    /// A link whose target is not in the archive, or not in the selected files.
+    LinkTargetMissing {
+        entry: String,
+        target: String,
+    },
+    LinkCycle {
+        entry: String,
+    },
+    UnsupportedEntry {
+        entry: String,
+        kind: String,
+    },
+    /// A path component of the entry is a symlink already in the destination.
+    WritesThroughSymlink {
+        entry: String,
+        link: String,
+    },
+    /// Two different entries land on the same path (e.g. with `discard-paths: yes`).
+    Collision {
+        path: String,
+        first: String,
+        second: String,
+    },
+    NoMatchingArtifactPaths {
+        patterns: Vec<String>,
+        hint: Option<String>,
+    },
+    Io {
+        entry: String,
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for ExtractError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExtractError::AbsolutePath { entry } => {
+                write!(f, "archive entry `{entry}` has an absolute path")
+            }
+            ExtractError::ParentComponent { entry } => {
+                write!(f, "archive entry `{entry}` climbs out of the destination with `..`")
+            }
+            ExtractError::InvalidPath { entry, reason } => {
+                write!(f, "archive entry `{entry}` has an invalid path: {reason}")
+            }
+            ExtractError::LinkEscapes { entry, target } => write!(
+                f,
+                "link `{entry}` points to `{target}`, outside the artifact root"
+            ),
+            ExtractError::LinkTargetMissing { entry, target } => write!(
+                f,
+                "link `{entry}` points to `{target}`, which is not among the artifact's files: \
+                 add it to artifacts.files or set enable-symlinks: yes"
+            ),
+            ExtractError::LinkCycle { entry } => {
+                write!(f, "link `{entry}` points to one of its own parent directories")
+            }
+            ExtractError::UnsupportedEntry { entry, kind } => write!(
+                f,
+                "archive entry `{entry}` is a {kind}: only files, directories and links can be artifacts"
+            ),
+            ExtractError::WritesThroughSymlink { entry, link } => write!(
+                f,
+                "archive entry `{entry}` would be written through the symlink `{link}`"
+            ),
+            ExtractError::Collision {
+                path,
+                first,
+                second,
+            } => write!(
+                f,
+                "`{first}` and `{second}` both land at `{path}` (discard-paths keeps only file names)"
+            ),
+            ExtractError::NoMatchingArtifactPaths { patterns, hint } => {
+                write!(
+                    f,
+                    "no matching artifact paths found for files: [{}]",
+                    patterns.join(", ")
+                )?;
+                if let Some(hint) = hint {
+                    write!(f, "; {hint}")?;
+                }
+                Ok(())
+            }
+            ExtractError::Io { entry, source } => {
+                write!(f, "cannot extract `{entry}`: {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ExtractError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ExtractError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn io_error(entry: &str) -> impl FnOnce(io::Error) -> ExtractError + '_ {
+    move |source| ExtractError::Io {
+        entry: entry.to_string(),
+        source,
+    }
+}
+
+/// What an extraction wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ExtractSummary {
+    /// Files (and kept symlinks) written.
+    pub files: u64,
+    /// Their total size: the layer's unzipped size.
+    pub bytes: u64,
+    /// Bytes per package: the first two path components (`python/numpy`), or up to the component
+    /// after `site-packages` (`python/lib/python3.12/site-packages/numpy`).
+    pub packages: BTreeMap<String, u64>,
+}
+
+impl ExtractSummary {
+    /// The `n` biggest packages, biggest first (ties by name).
+    pub fn biggest(&self, n: usize) -> Vec<(&str, u64)> {
+        let mut all: Vec<(&str, u64)> = self
+            .packages
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        all.truncate(n);
+        all
+    }
+
+    fn add(&mut self, path: &str, bytes: u64) {
+        self.files += 1;
+        self.bytes += bytes;
+        *self.packages.entry(package_key(path)).or_default() += bytes;
+    }
+}
+
+/// The package a file belongs to, for the size report.
+pub fn package_key(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').collect();
+    let end = match parts.iter().position(|p| *p == "site-packages") {
+        Some(i) => i + 2,
+        None => 2,
+    };
+    parts[..end.min(parts.len())].join("/")
+}
+
+/// 0755 if any execute bit is set, else 0644.
+pub fn normalised_mode(mode: u32) -> u32 {
+    if mode & 0o111 != 0 {
+        0o755
+    } else {
+        0o644
+    }
+}
+
+/// An archive entry's path as a clean relative path (`/`-separated, no `.`); `""` for the root.
+pub fn relative_entry_path(raw: &[u8]) -> Result<String, ExtractError> {
+    let lossy = || String::from_utf8_lossy(raw).into_owned();
+    let text = std::str::from_utf8(raw).map_err(|_| ExtractError::InvalidPath {
+        entry: lossy(),
+        reason: "not UTF-8",
+    })?;
+    if text.contains('\0') {
+        return Err(ExtractError::InvalidPath {
+            entry: lossy(),
+            reason: "contains a NUL byte",
+        });
+    }
+    if text.starts_with('/') || text.starts_with('\\') {
+        return Err(ExtractError::AbsolutePath {
+            entry: text.to_string(),
+        });
+    }
+    let mut parts = Vec::new();
+    for part in text.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                return Err(ExtractError::ParentComponent {
+                    entry: text.to_string(),
+                })
+            }
+            _ => parts.push(part),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+/// A symlink target resolved lexically against the link's directory; `None` if it is absolute
+/// or climbs above the root.
+pub fn resolve_link(link: &str, target: &str) -> Option<String> {
+    if target.starts_with('/') || target.is_empty() {
+        return None;
+    }
+    let mut parts: Vec<&str> = link.split('/').collect();
+    parts.pop();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            _ => parts.push(part),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+struct Symlink {
+    source: String,
+    target: String,
+}
+
+/// Where a source path lands in the destination, or `None` when it is not selected.
+type Place<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
+/// The destination directory being filled, entry by entry.
+pub(crate) struct Tree<'a> {
+    root: PathBuf,
+    enable_symlinks: bool,
+    place: Place<'a>,
+    /// Source path → destination path of every regular file written.
+    written: BTreeMap<String, String>,
+    /// Destination path → source path, to find collisions.
+    landed: BTreeMap<String, String>,
+    /// Every regular file in the archive, selected or not.
+    all_files: BTreeSet<String>,
+    /// Every directory entry in the archive.
+    pub(crate) directories: BTreeSet<String>,
+    symlinks: BTreeMap<String, Symlink>,
+    created_dirs: HashSet<PathBuf>,
+    summary: ExtractSummary,
+}
+
+impl<'a> Tree<'a> {
+    pub(crate) fn new(
+        root: &Path,
+        enable_symlinks: bool,
+        place: impl Fn(&str) -> Option<String> + 'a,
+    ) -> Result<Tree<'a>, ExtractError> {
+        fs::create_dir_all(root).map_err(io_error(""))?;
+        Ok(Tree {
+            root: root.to_path_buf(),
+            enable_symlinks,
+            place: Box::new(place),
+            written: BTreeMap::new(),
+            landed: BTreeMap::new(),
+            all_files: BTreeSet::new(),
+            directories: BTreeSet::new(),
+            symlinks: BTreeMap::new(),
+            created_dirs: HashSet::new(),
+            summary: ExtractSummary::default(),
+        })
+    }
+
+    pub(crate) fn directory(&mut self, source: &str) {
+        if !source.is_empty() {
+            self.directories.insert(source.to_string());
+        }
+    }
+
+    /// A regular file; written if the selection places it.
+    pub(crate) fn file(
+        &mut self,
+        source: &str,
+        content: &mut dyn Read,
+        mode: u32,
+    ) -> Result<(), ExtractError> {
+        self.all_files.insert(source.to_string());
+        let Some(dest) = (self.place)(source) else {
+            return Ok(());
+        };
+        let bytes = self.write(source, &dest, content, mode)?;
+        self.written.insert(source.to_string(), dest.clone());
+        self.summary.add(&dest, bytes);
+        Ok(())
+    }
+
+    /// A symlink; resolved in [`Tree::finish`].
+    pub(crate) fn symlink(&mut self, source: &str, target: &str) {
+        self.symlinks.insert(
+            source.to_string(),
+            Symlink {
+                source: source.to_string(),
+                target: target.to_string(),
+            },
+        );
+    }
+
+    /// A hard link to an earlier entry (`target` relative to the archive root): stored as a copy.
+    pub(crate) fn hardlink(&mut self, source: &str, target: &[u8]) -> Result<(), ExtractError> {
+        let Some(dest) = (self.place)(source) else {
+            return Ok(());
+        };
+        let target_text = String::from_utf8_lossy(target).into_owned();
+        let target = match relative_entry_path(target) {
+            Ok(t) if !t.is_empty() => t,
+            _ => {
+                return Err(ExtractError::LinkEscapes {
+                    entry: source.to_string(),
+                    target: target_text,
+                })
+            }
+        };
+        let Some(from) = self.written.get(&target).cloned() else {
+            return Err(ExtractError::LinkTargetMissing {
+                entry: source.to_string(),
+                target,
+            });
+        };
+        self.all_files.insert(source.to_string());
+        self.copy(source, &from, &dest)?;
+        self.written.insert(source.to_string(), dest);
+        Ok(())
+    }
+
+    /// A device, fifo or other entry: an error only if it would be in the artifact.
+    pub(crate) fn unsupported(&mut self, source: &str, kind: &str) -> Result<(), ExtractError> {
+        if (self.place)(source).is_some() {
+            return Err(ExtractError::UnsupportedEntry {
+                entry: source.to_string(),
+                kind: kind.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Resolves the symlinks and returns what was written.
+    pub(crate) fn finish(mut self) -> Result<ExtractSummary, ExtractError> {
+        let links: Vec<String> = self.symlinks.keys().cloned().collect();
+        for source in links {
+            let Some(link) = self.symlinks.get(&source) else {
+                continue;
+            };
+            let (source, target) = (link.source.clone(), link.target.clone());
+            if self.enable_symlinks {
+                self.keep_symlink(&source, &target)?;
+            } else {
+                self.materialise(&source, &target)?;
+            }
+        }
+        Ok(self.summary)
+    }
+
+    fn keep_symlink(&mut self, source: &str, target: &str) -> Result<(), ExtractError> {
+        let Some(dest) = (self.place)(source) else {
+            return Ok(());
+        };
+        let escapes = || ExtractError::LinkEscapes {
+            entry: source.to_string(),
+            target: target.to_string(),
+        };
+        // Inside the root both where the link was and where it lands (discard-paths moves it).
+        resolve_link(source, target).ok_or_else(escapes)?;
+        resolve_link(&dest, target).ok_or_else(escapes)?;
+        self.claim(source, &dest)?;
+        let path = self.prepare(source, &dest)?;
+        std::os::unix::fs::symlink(target, &path).map_err(io_error(source))?;
+        self.summary.add(&dest, target.len() as u64);
+        Ok(())
+    }
+
+    /// Follows `path` through the archive's symlinks (also symlinked parent directories).
+    fn canonical(&self, entry: &str, mut path: String) -> Result<String, ExtractError> {
+        let mut hops = 0;
+        'restart: loop {
+            let parts: Vec<&str> = path.split('/').collect();
+            for i in 1..=parts.len() {
+                let prefix = parts[..i].join("/");
+                if let Some(link) = self.symlinks.get(&prefix) {
+                    hops += 1;
+                    if hops > 40 {
+                        return Err(ExtractError::LinkCycle {
+                            entry: entry.to_string(),
+                        });
+                    }
+                    let resolved = resolve_link(&prefix, &link.target).ok_or_else(|| {
+                        ExtractError::LinkEscapes {
+                            entry: entry.to_string(),
+                            target: link.target.clone(),
+                        }
+                    })?;
+                    let rest = &parts[i..];
+                    path = std::iter::once(resolved.as_str())
+                        .chain(rest.iter().copied())
+                        .filter(|p| !p.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("/");
+                    continue 'restart;
+                }
+            }
+            return Ok(path);
+        }
+    }
+
+    /// Stores the content a followed link shows. A link is only checked when its own path is in
+    /// the artifact: `.venv/bin/python -> /usr/bin/python3` outside `files` is no error.
+    fn materialise(&mut self, source: &str, target: &str) -> Result<(), ExtractError> {
+        let placed = (self.place)(source);
+        let resolved = match resolve_link(source, target).map(|l| self.canonical(source, l)) {
+            Some(Ok(resolved)) => resolved,
+            Some(Err(e)) => return if placed.is_some() { Err(e) } else { Ok(()) },
+            None if placed.is_some() => {
+                return Err(ExtractError::LinkEscapes {
+                    entry: source.to_string(),
+                    target: target.to_string(),
+                })
+            }
+            None => return Ok(()),
+        };
+        if self.all_files.contains(&resolved) {
+            // A link to a file.
+            if let Some(dest) = placed {
+                let Some(from) = self.written.get(&resolved).cloned() else {
+                    return Err(ExtractError::LinkTargetMissing {
+                        entry: source.to_string(),
+                        target: resolved,
+                    });
+                };
+                self.copy(source, &from, &dest)?;
+            }
+            return Ok(());
+        }
+        // A link to a directory: its files appear under the link's path.
+        let prefix = if resolved.is_empty() {
+            String::new()
+        } else {
+            format!("{resolved}/")
+        };
+        let cycle = resolved.is_empty() || source.starts_with(&prefix);
+        let inside: Vec<String> = self
+            .all_files
+            .range(prefix.clone()..)
+            .take_while(|f| f.starts_with(&prefix))
+            .cloned()
+            .collect();
+        if inside.is_empty() && placed.is_some() && !self.directories.contains(&resolved) {
+            return Err(ExtractError::LinkTargetMissing {
+                entry: source.to_string(),
+                target: resolved,
+            });
+        }
+        for file in inside {
+            let seen_as = format!("{source}/{}", &file[prefix.len()..]);
+            let Some(dest) = (self.place)(&seen_as) else {
+                continue;
+            };
+            if cycle {
+                return Err(ExtractError::LinkCycle {
+                    entry: source.to_string(),
+                });
+            }
+            let Some(from) = self.written.get(&file).cloned() else {
+                return Err(ExtractError::LinkTargetMissing {
+                    entry: seen_as,
+                    target: file,
+                });
+            };
+            self.copy(&seen_as, &from, &dest)?;
+        }
+        Ok(())
+    }
+
+    /// Records that `source` lands at `dest`; two different sources at one place is an error.
+    fn claim(&mut self, source: &str, dest: &str) -> Result<(), ExtractError> {
+        if let Some(first) = self.landed.get(dest) {
+            if first != source {
+                return Err(ExtractError::Collision {
+                    path: dest.to_string(),
+                    first: first.clone(),
+                    second: source.to_string(),
+                });
+            }
+        }
+        self.landed.insert(dest.to_string(), source.to_string());
+        Ok(())
+    }
+
+    /// Creates the parent directories of `dest` (never through a symlink) and clears the path.
+    fn prepare(&mut self, source: &str, dest: &str) -> Result<PathBuf, ExtractError> {
+        let mut dir = self.root.clone();
+        let parts: Vec<&str> = dest.split('/').collect();
+        let (name, parents) = parts
+            .split_last()
+            .ok_or_else(|| ExtractError::InvalidPath {
+                entry: source.to_string(),
+                reason: "empty path",
+            })?;
+        for (i, part) in parents.iter().enumerate() {
+            dir.push(part);
+            if self.created_dirs.contains(&dir) {
+                continue;
+            }
+            match fs::symlink_metadata(&dir) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(ExtractError::WritesThroughSymlink {
+                        entry: source.to_string(),
+                        link: parts[..=i].join("/"),
+                    })
+                }
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => {
+                    return Err(ExtractError::Io {
+                        entry: source.to_string(),
+                        source: io::Error::new(
+                            io::ErrorKind::AlreadyExists,
+                            format!("`{}` is a file, not a directory", parts[..=i].join("/")),
+                        ),
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir(&dir).map_err(io_error(source))?;
+                    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
+                        .map_err(io_error(source))?;
+                }
+                Err(e) => return Err(io_error(source)(e)),
+            }
+            self.created_dirs.insert(dir.clone());
+        }
+        let path = dir.join(name);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => {
+                return Err(ExtractError::Io {
+                    entry: source.to_string(),
+                    source: io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!("`{dest}` is a directory"),
+                    ),
+                })
+            }
+            Ok(_) => fs::remove_file(&path).map_err(io_error(source))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(source)(e)),
+        }
+        Ok(path)
+    }
+
+    fn write(
+        &mut self,
+        source: &str,
+        dest: &str,
+        content: &mut dyn Read,
+        mode: u32,
+    ) -> Result<u64, ExtractError> {
+        self.claim(source, dest)?;
+        let path = self.prepare(source, dest)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_error(source))?;
+        let bytes = io::copy(content, &mut file).map_err(io_error(source))?;
+        file.set_permissions(fs::Permissions::from_mode(normalised_mode(mode)))
+            .map_err(io_error(source))?;
+        Ok(bytes)
+    }
+
+    /// Copies the already written `from` (destination path) to `dest`.
+    fn copy(&mut self, source: &str, from: &str, dest: &str) -> Result<(), ExtractError> {
+        let from_path = self.root.join(from);
+        let mode = fs::metadata(&from_path)
+            .map_err(io_error(source))?
+            .permissions()
+            .mode();
+        let mut input = fs::File::open(&from_path).map_err(io_error(source))?;
+        let bytes = self.write(source, dest, &mut input, mode)?;
+        self.summary.add(dest, bytes);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_paths_are_normalised_or_rejected() {
+        assert_eq!(
+            relative_entry_path(b"./python/x.py").unwrap(),
+            "python/x.py"
+        );
+        assert_eq!(relative_entry_path(b"python//x.py").unwrap(), "python/x.py");
+        assert_eq!(relative_entry_path(b"./").unwrap(), "");
+        assert!(matches!(
+            relative_entry_path(b"/etc/passwd"),
+            Err(ExtractError::AbsolutePath { .. })
+        ));
+        assert!(matches!(
+            relative_entry_path(b"a/../../evil"),
+            Err(ExtractError::ParentComponent { .. })
+        ));
+        assert!(matches!(
+            relative_entry_path(b"a\xff"),
+            Err(ExtractError::InvalidPath { .. })
+        ));
+    }
+
+    #[test]
+    fn links_resolve_lexically() {
+        assert_eq!(
+            resolve_link("lib/libz.so", "libz.so.1").as_deref(),
+            Some("lib/libz.so.1")
+        );
+        assert_eq!(resolve_link("a/b/c", "../d").as_deref(), Some("a/d"));
+        assert_eq!(resolve_link("a/b", "../..").as_deref(), None);
+        assert_eq!(resolve_link("a", "/etc/passwd"), None);
+        assert_eq!(resolve_link("a/b", "..").as_deref(), Some(""));
+    }
+
+    #[test]
+    fn modes_and_packages() {
+        assert_eq!(normalised_mode(0o4755), 0o755);
+        assert_eq!(normalised_mode(0o600), 0o644);
+        assert_eq!(normalised_mode(0o2710), 0o755);
+        assert_eq!(package_key("python/numpy/core/a.so"), "python/numpy");
+        assert_eq!(package_key("python/six.py"), "python/six.py");
+        assert_eq!(package_key("top"), "top");
+        assert_eq!(
+            package_key("python/lib/python3.12/site-packages/numpy/a.so"),
+            "python/lib/python3.12/site-packages/numpy"
+        );
+    }
+
+    #[test]
+    fn biggest_sorts_by_size() {
+        let mut s = ExtractSummary::default();
+        s.add("python/a/x", 10);
+        s.add("python/b/x", 30);
+        s.add("python/a/y", 5);
+        assert_eq!(s.biggest(1), vec![("python/b", 30)]);
+        assert_eq!(s.files, 3);
+        assert_eq!(s.bytes, 45);
+    }
+}

@@ -1,0 +1,439 @@
+//! A deterministic zip of a directory, with the hashes Lambda reports (`CodeSha256`).
+//!
+//! The same tree always gives the same bytes, whatever the files' mtimes, owners or non-execute
+//! permission bits, and whatever the number of compression threads:
+//! - entries sorted by path (bytes, `/` separators); files and symlinks only — no directory
+//!   entries (Lambda and pip-built zips do not need them, and empty directories carry nothing);
+//! - one fixed timestamp: `SOURCE_DATE_EPOCH` (UTC) if set and not before 1980, else 1980-01-01
+//!   00:00:00; DOS time has 2-second resolution, so odd seconds are rounded down;
+//! - unix permissions 0644, or 0755 if any execute bit is set; symlinks 0777;
+//! - deflate level 6, no extra fields (no extended timestamp, no alignment padding);
+//! - written to a temporary file next to the destination and renamed into place, so a failure
+//!   never leaves a partial file at the final path.
+//!
+//! Files up to 32 MiB are compressed in parallel into memory and appended in order; bigger files
+//! are streamed. The choice depends only on the file's size, so the output does not depend on the
+//! number of threads.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::Engine;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use zip::write::{PreparedZipFile, SimpleFileOptions, ZipFileBuilder};
+use zip::{CompressionMethod, DateTime, ZipWriter};
+
+/// Files bigger than this are streamed instead of compressed in memory on a worker thread.
+const PARALLEL_FILE_LIMIT: u64 = 32 << 20;
+/// Uncompressed bytes compressed in memory before they are appended to the zip.
+const BATCH_BYTES: u64 = 64 << 20;
+const BATCH_FILES: usize = 1024;
+/// 1980-01-01T00:00:00Z, the earliest DOS timestamp.
+const DOS_EPOCH: i64 = 315_532_800;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZipOptions {
+    /// Seconds since the Unix epoch for every entry's timestamp (`SOURCE_DATE_EPOCH`).
+    pub source_date_epoch: Option<i64>,
+    /// Compression threads (at least 1).
+    pub threads: usize,
+}
+
+impl Default for ZipOptions {
+    fn default() -> Self {
+        ZipOptions {
+            source_date_epoch: None,
+            threads: 2,
+        }
+    }
+}
+
+impl ZipOptions {
+    /// The defaults, with `SOURCE_DATE_EPOCH` from the environment.
+    pub fn from_env() -> Result<ZipOptions> {
+        let value = std::env::var("SOURCE_DATE_EPOCH").ok();
+        Ok(ZipOptions {
+            source_date_epoch: parse_source_date_epoch(value.as_deref())?,
+            ..ZipOptions::default()
+        })
+    }
+}
+
+/// Parses `SOURCE_DATE_EPOCH` (unset or empty: none).
+pub fn parse_source_date_epoch(value: Option<&str>) -> Result<Option<i64>> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => text.parse::<i64>().map(Some).map_err(|_| {
+            anyhow!("SOURCE_DATE_EPOCH must be a number of seconds since 1970, not `{text}`")
+        }),
+    }
+}
+
+/// The DOS timestamp every entry gets.
+pub fn zip_timestamp(source_date_epoch: Option<i64>) -> Result<DateTime> {
+    let Some(epoch) = source_date_epoch.filter(|e| *e >= DOS_EPOCH) else {
+        return Ok(DateTime::default());
+    };
+    let days = epoch.div_euclid(86_400);
+    let secs = epoch.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    let year = u16::try_from(year).unwrap_or(u16::MAX);
+    let (hour, minute, second) = (secs / 3600, secs % 3600 / 60, secs % 60 / 2 * 2);
+    DateTime::from_date_and_time(
+        year,
+        month as u8,
+        day as u8,
+        hour as u8,
+        minute as u8,
+        second as u8,
+    )
+    .map_err(|_| anyhow!("SOURCE_DATE_EPOCH={epoch} is after 2107, the last year a zip can store"))
+}
+
+/// Howard Hinnant's days-from-civil inverse: (year, month, day) of a day count since 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// One file or symlink to put in the zip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZipEntry {
+    /// The path inside the zip (`python/x.py`).
+    pub name: String,
+    /// Where it is read from.
+    pub path: PathBuf,
+    pub kind: ZipEntryKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZipEntryKind {
+    File { executable: bool, size: u64 },
+    Symlink { target: String },
+}
+
+/// What was written, and the hashes Lambda and S3 compare.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ZipSummary {
+    pub path: PathBuf,
+    /// Hex SHA-256 of the zip's bytes.
+    pub sha256_hex: String,
+    /// Base64 of the raw SHA-256 digest: Lambda's `CodeSha256`.
+    pub code_sha256: String,
+    pub zipped_bytes: u64,
+    pub files: u64,
+    pub unzipped_bytes: u64,
+}
+
+/// Zips the files and symlinks below `dir` into `dest`.
+pub fn write_zip(dir: &Path, dest: &Path, options: &ZipOptions) -> Result<ZipSummary> {
+    let entries = collect_entries(dir)?;
+    write_zip_entries(&entries, dest, options)
+}
+
+/// The files and symlinks below `dir`, sorted by their name in the zip. Directories themselves
+/// are not entries; any other file type is an error.
+pub fn collect_entries(dir: &Path) -> Result<Vec<ZipEntry>> {
+    let mut entries = Vec::new();
+    walk(dir, "", &mut entries)?;
+    entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    Ok(entries)
+}
+
+fn walk(dir: &Path, prefix: &str, out: &mut Vec<ZipEntry>) -> Result<()> {
+    let read = fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    for item in read {
+        let item = item.with_context(|| format!("cannot list {}", dir.display()))?;
+        let path = item.path();
+        let file_name = item.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            bail!(
+                "{} has a name that is not UTF-8: zip entry names must be",
+                path.display()
+            );
+        };
+        let name = if prefix.is_empty() {
+            file_name.to_string()
+        } else {
+            format!("{prefix}/{file_name}")
+        };
+        let meta = fs::symlink_metadata(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let file_type = meta.file_type();
+        if file_type.is_dir() {
+            walk(&path, &name, out)?;
+        } else if file_type.is_file() {
+            out.push(ZipEntry {
+                name,
+                path,
+                kind: ZipEntryKind::File {
+                    executable: meta.permissions().mode() & 0o111 != 0,
+                    size: meta.len(),
+                },
+            });
+        } else if file_type.is_symlink() {
+            let target = fs::read_link(&path)
+                .with_context(|| format!("cannot read the link {}", path.display()))?;
+            let Some(target) = target.to_str() else {
+                bail!("the link {} has a target that is not UTF-8", path.display());
+            };
+            out.push(ZipEntry {
+                name,
+                path,
+                kind: ZipEntryKind::Symlink {
+                    target: target.to_string(),
+                },
+            });
+        } else {
+            bail!(
+                "{} is not a file, directory or symlink: it cannot go in a zip",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn file_options(timestamp: DateTime, mode: u32) -> SimpleFileOptions {
+    SimpleFileOptions::default()
+        .compression_method(CompressionMethod::Deflated)
+        .compression_level(Some(6))
+        .last_modified_time(timestamp)
+        .unix_permissions(mode)
+}
+
+/// Writes `entries` (in the given order) as a zip at `dest`, atomically.
+pub fn write_zip_entries(
+    entries: &[ZipEntry],
+    dest: &Path,
+    options: &ZipOptions,
+) -> Result<ZipSummary> {
+    let timestamp = zip_timestamp(options.source_date_epoch)?;
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let temp = tempfile::NamedTempFile::new_in(&parent)
+        .with_context(|| format!("cannot create a temporary file in {}", parent.display()))?;
+    let file = temp
+        .as_file()
+        .try_clone()
+        .context("cannot reopen the temporary zip")?;
+    let mut zip = ZipWriter::new(BufWriter::with_capacity(1 << 20, file));
+    let mut files = 0u64;
+    let mut unzipped_bytes = 0u64;
+    let mut index = 0;
+    while index < entries.len() {
+        let entry = &entries[index];
+        match &entry.kind {
+            ZipEntryKind::Symlink { target } => {
+                zip.add_symlink(entry.name.as_str(), target, file_options(timestamp, 0o777))
+                    .with_context(|| format!("cannot add the link {}", entry.name))?;
+                files += 1;
+                unzipped_bytes += target.len() as u64;
+                index += 1;
+            }
+            ZipEntryKind::File { executable, size } if *size > PARALLEL_FILE_LIMIT => {
+                let mode = if *executable { 0o755 } else { 0o644 };
+                let opts = file_options(timestamp, mode).large_file(*size >= u64::from(u32::MAX));
+                zip.start_file(entry.name.as_str(), opts)
+                    .with_context(|| format!("cannot add {}", entry.name))?;
+                let mut input = File::open(&entry.path)
+                    .with_context(|| format!("cannot read {}", entry.path.display()))?;
+                unzipped_bytes += io::copy(&mut input, &mut zip)
+                    .with_context(|| format!("cannot compress {}", entry.path.display()))?;
+                files += 1;
+                index += 1;
+            }
+            ZipEntryKind::File { .. } => {
+                let start = index;
+                let mut batch_bytes = 0;
+                while let Some(ZipEntry {
+                    kind: ZipEntryKind::File { size, .. },
+                    ..
+                }) = entries.get(index)
+                {
+                    if *size > PARALLEL_FILE_LIMIT
+                        || batch_bytes >= BATCH_BYTES
+                        || index - start >= BATCH_FILES
+                    {
+                        break;
+                    }
+                    batch_bytes += size;
+                    index += 1;
+                }
+                for prepared in compress_batch(&entries[start..index], timestamp, options.threads)?
+                {
+                    unzipped_bytes += prepared.uncompressed_size();
+                    files += 1;
+                    zip.add_prepared_file(prepared)
+                        .context("cannot append a compressed file")?;
+                }
+            }
+        }
+    }
+    let writer = zip.finish().context("cannot finish the zip")?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .context("cannot write the zip")?;
+    file.sync_all().context("cannot write the zip")?;
+    drop(file);
+    fs::set_permissions(temp.path(), fs::Permissions::from_mode(0o644))
+        .context("cannot set the zip's permissions")?;
+    let (sha256_hex, code_sha256, zipped_bytes) = hash_file(temp.path())?;
+    temp.persist(dest)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot move the zip into place at {}", dest.display()))?;
+    Ok(ZipSummary {
+        path: dest.to_path_buf(),
+        sha256_hex,
+        code_sha256,
+        zipped_bytes,
+        files,
+        unzipped_bytes,
+    })
+}
+
+/// Compresses files in memory on `threads` threads; the result is in the input order.
+fn compress_batch(
+    batch: &[ZipEntry],
+    timestamp: DateTime,
+    threads: usize,
+) -> Result<Vec<PreparedZipFile>> {
+    let threads = threads.clamp(1, batch.len().max(1));
+    let compress_every = |first: usize| -> Result<Vec<(usize, PreparedZipFile)>> {
+        (first..batch.len())
+            .step_by(threads)
+            .map(|i| compress_one(&batch[i], timestamp).map(|p| (i, p)))
+            .collect()
+    };
+    let mut done: Vec<(usize, PreparedZipFile)> = if threads == 1 {
+        compress_every(0)?
+    } else {
+        std::thread::scope(|scope| -> Result<Vec<(usize, PreparedZipFile)>> {
+            let handles: Vec<_> = (0..threads)
+                .map(|first| scope.spawn(move || compress_every(first)))
+                .collect();
+            let mut all = Vec::with_capacity(batch.len());
+            for handle in handles {
+                let part = handle
+                    .join()
+                    .map_err(|_| anyhow!("a compression thread panicked"))??;
+                all.extend(part);
+            }
+            Ok(all)
+        })?
+    };
+    done.sort_by_key(|(i, _)| *i);
+    Ok(done.into_iter().map(|(_, p)| p).collect())
+}
+
+fn compress_one(entry: &ZipEntry, timestamp: DateTime) -> Result<PreparedZipFile> {
+    let executable = matches!(
+        entry.kind,
+        ZipEntryKind::File {
+            executable: true,
+            ..
+        }
+    );
+    let mode = if executable { 0o755 } else { 0o644 };
+    let mut builder = ZipFileBuilder::new(entry.name.as_str(), file_options(timestamp, mode))
+        .with_context(|| format!("cannot add {}", entry.name))?;
+    let mut input =
+        File::open(&entry.path).with_context(|| format!("cannot read {}", entry.path.display()))?;
+    io::copy(&mut input, &mut builder)
+        .with_context(|| format!("cannot compress {}", entry.path.display()))?;
+    builder
+        .finish()
+        .with_context(|| format!("cannot compress {}", entry.path.display()))
+}
+
+/// SHA-256 of a file: (hex, base64 of the raw digest = `CodeSha256`, size in bytes).
+pub fn hash_file(path: &Path) -> Result<(String, String, u64)> {
+    let mut file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = file
+            .read(&mut buffer)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        total += n as u64;
+    }
+    let digest = hasher.finalize();
+    let hex = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let code_sha256 = base64::engine::general_purpose::STANDARD.encode(digest);
+    Ok((hex, code_sha256, total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(zip_timestamp(None).unwrap(), DateTime::default());
+        assert_eq!(zip_timestamp(Some(0)).unwrap(), DateTime::default());
+        assert_eq!(zip_timestamp(Some(-5)).unwrap(), DateTime::default());
+        // 2023-11-14T22:13:20Z; 20 s stays 20.
+        let t = zip_timestamp(Some(1_700_000_000)).unwrap();
+        assert_eq!(
+            (
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            ),
+            (2023, 11, 14, 22, 13, 20)
+        );
+        // Odd seconds round down: 2000-02-29T23:59:59Z.
+        let t = zip_timestamp(Some(951_868_799)).unwrap();
+        assert_eq!(
+            (
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            ),
+            (2000, 2, 29, 23, 59, 58)
+        );
+        assert!(zip_timestamp(Some(5_000_000_000)).is_err());
+    }
+
+    #[test]
+    fn source_date_epoch_parsing() {
+        assert_eq!(parse_source_date_epoch(None).unwrap(), None);
+        assert_eq!(parse_source_date_epoch(Some("")).unwrap(), None);
+        assert_eq!(parse_source_date_epoch(Some(" 42 ")).unwrap(), Some(42));
+        let err = parse_source_date_epoch(Some("yesterday")).unwrap_err();
+        assert!(err.to_string().contains("SOURCE_DATE_EPOCH"), "{err}");
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(3652), (1980, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}

@@ -1,0 +1,54 @@
+//! The build key: a hash of everything that decides what a build produces. When it matches the
+//! manifest and the zip is intact, the build is a no-op that starts no container.
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::manifest::Manifest;
+
+pub struct KeyInputs<'a> {
+    pub image_id: &'a str,
+    pub buildspec_text: &'a str,
+    pub source_digest: &'a str,
+    pub variables: &'a [(String, String)],
+    pub runtime: &'a str,
+    pub arch: &'a str,
+    pub layer_name: &'a str,
+    pub cache_enabled: bool,
+}
+
+pub fn build_key(inputs: &KeyInputs) -> String {
+    let mut h = Sha256::new();
+    let mut field = |name: &str, value: &str| {
+        h.update(name.as_bytes());
+        h.update([0]);
+        h.update(value.as_bytes());
+        h.update([0]);
+    };
+    field("tool", env!("CARGO_PKG_VERSION"));
+    field("image", inputs.image_id);
+    field("buildspec", inputs.buildspec_text);
+    field("source", inputs.source_digest);
+    for (name, value) in inputs.variables {
+        field(name, value);
+    }
+    field("runtime", inputs.runtime);
+    field("arch", inputs.arch);
+    field("layer", inputs.layer_name);
+    field("cache", if inputs.cache_enabled { "on" } else { "off" });
+    crate::util::hex(&h.finalize())
+}
+
+/// The manifest of a previous build with this key, if its zip is still what it recorded.
+pub fn up_to_date(manifest_path: &Path, key: &str) -> Option<Manifest> {
+    let manifest = Manifest::read(manifest_path).ok()?;
+    if manifest.build_key != key || !manifest.verification.passed {
+        return None;
+    }
+    let zip = manifest_path.parent()?.join(&manifest.zip);
+    let bytes = std::fs::read(zip).ok()?;
+    (bytes.len() as u64 == manifest.zipped_bytes
+        && crate::util::hex(&Sha256::digest(&bytes)) == manifest.sha256)
+        .then_some(manifest)
+}

@@ -1,0 +1,760 @@
+//! One build, start to finish: settings → source → no-op check → container → driver → artifact →
+//! zip → manifest. The container lives inside [`in_container`], so every way out of it (success,
+//! error, Ctrl-C) drops the container's guard and removes it.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context as _};
+
+use super::key::{self, KeyInputs};
+use super::settings::{source_number, Settings};
+use super::source::Source;
+use super::summary::{PhaseResult, Summary};
+use super::variables::{self, UserVariables, Variables};
+use super::BuildLayer;
+use crate::artifacts;
+use crate::buildspec::PhaseName;
+use crate::engine::{BuildContainer, BuildContainerSpec, Engine};
+use crate::manifest::{Manifest, Verification, MANIFEST_VERSION};
+use crate::plan::{self, Marker, PlanInputs};
+
+/// Lambda's limit for a function plus all its layers, unzipped.
+pub const MAX_UNZIPPED_BYTES: u64 = 262_144_000;
+/// Above this a zip cannot be uploaded inline (ZipFile); it has to go through S3.
+pub const MAX_INLINE_ZIP_BYTES: u64 = 52_428_800;
+/// Where the host's CA bundle is put in the container.
+const CONTAINER_CA_DIR: &str = "/tmp/xtask-host-ca";
+const CONTAINER_CA_FILE: &str = "/tmp/xtask-host-ca/ca-bundle.crt";
+
+/// Where the build's log lines go: the terminal, or stderr when stdout carries JSON.
+fn log(json: bool, line: &str) {
+    if json {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
+
+pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let settings = Settings::resolve(&flags)?;
+    let json = flags.json;
+    for warning in &settings.warnings {
+        let position = warning
+            .position()
+            .map(|p| format!("{p}: "))
+            .unwrap_or_default();
+        log(
+            json,
+            &format!(
+                "{position}warning[{}]: {}",
+                warning.rule.id, warning.message
+            ),
+        );
+    }
+
+    let env_file = match &flags.env_file {
+        Some(path) => variables::read_env_file(path)?,
+        None => Vec::new(),
+    };
+    let user = UserVariables {
+        buildspec: &settings.buildspec,
+        env_file,
+        cli: flags.env.clone(),
+    };
+    let missing = user.unresolved_secrets();
+    if !missing.is_empty() {
+        bail!(
+            "the buildspec reads {} from Parameter Store / Secrets Manager; local builds do not fetch secrets: pass each value with --env NAME=value or --env-file FILE",
+            missing.join(", ")
+        );
+    }
+    let user_vars = user.merged();
+    let secrets = user.secret_values();
+
+    let source = Source::discover(&settings.source_dir)?;
+    let packed = source.pack()?;
+    let engine = Engine::connect().await?;
+    let image_id = ensure_image(&engine, &settings.image, json).await?;
+    let cache_enabled = !flags.no_cache;
+    let build_key = key::build_key(&KeyInputs {
+        image_id: &image_id,
+        buildspec_text: &settings.buildspec_text,
+        source_digest: &packed.digest,
+        variables: &user_vars.0,
+        runtime: settings.runtime.id,
+        arch: &settings.arch,
+        layer_name: &settings.layer_name,
+        cache_enabled,
+    });
+    if !flags.force {
+        if let Some(manifest) = key::up_to_date(&settings.manifest_path(), &build_key) {
+            log(
+                json,
+                &format!(
+                    "up to date: {} (sha256 {})",
+                    settings.zip_path().display(),
+                    manifest.sha256
+                ),
+            );
+            return Ok(up_to_date_summary(&settings, &manifest, started));
+        }
+    }
+
+    std::fs::create_dir_all(&settings.out_dir)
+        .with_context(|| format!("cannot create the out-dir {}", settings.out_dir.display()))?;
+    let _lock = lock_out_dir(&settings.out_dir)?;
+
+    let src_dir = format!(
+        "/codebuild/output/src{}/src",
+        source_number(&settings.layer_name)
+    );
+    let build_number = next_build_number(&settings.out_dir);
+    let mut env = codebuild_variables(
+        &settings,
+        &src_dir,
+        build_number,
+        source.git_revision.as_deref(),
+    );
+    for (name, value) in &user_vars.0 {
+        env.set(name, value.clone());
+    }
+    let ca_bundle = if flags.no_host_network_config {
+        None
+    } else {
+        variables::host_ca_bundle()
+    };
+    let mut container_env = Variables::default();
+    if !flags.no_host_network_config {
+        for (name, value) in variables::host_network_variables() {
+            container_env.set(&name, value);
+        }
+        if ca_bundle.is_some() {
+            for name in variables::CA_VARIABLES {
+                container_env.set(name, CONTAINER_CA_FILE);
+            }
+        }
+    }
+    if flags.pass_aws_credentials {
+        for (name, value) in variables::host_aws_credentials() {
+            container_env.set(&name, value);
+        }
+    }
+
+    let spec = BuildContainerSpec {
+        image: settings.image.clone(),
+        env: container_env.0.clone(),
+        working_dir: Some(src_dir.clone()),
+        volumes: if cache_enabled {
+            cache_volumes(&settings, &src_dir)
+        } else {
+            Vec::new()
+        },
+        bind_mounts_ro: Vec::new(),
+        labels: vec![(
+            "xtask.layer-tools.layer".to_string(),
+            settings.layer_name.clone(),
+        )],
+    };
+    let run = Run {
+        engine: &engine,
+        settings: &settings,
+        src_dir: &src_dir,
+        json,
+        secrets: &secrets,
+        source_files: source.files.len(),
+    };
+    let mut summary = tokio::select! {
+        result = in_container(&run, &spec, packed.tar, ca_bundle.as_deref(), env) => result?,
+        code = interrupted() => {
+            // The build future (and its container guard) is dropped here; remove the container
+            // explicitly too, since the process exits right after.
+            log(json, &format!("interrupted: removing the build container (exit {code})"));
+            if let Err(e) = engine.remove_session_containers().await {
+                log(json, &format!("warning: {e}"));
+            }
+            Summary { interrupted: Some(code), ..Summary::default() }
+        }
+    };
+    summary.duration_ms = started.elapsed().as_millis() as u64;
+    if summary.interrupted.is_none() && summary.succeeded {
+        finish_layer(
+            &settings,
+            &build_key,
+            &image_id,
+            source.git_revision,
+            &mut summary,
+            json,
+        )?;
+    }
+    print_summary(&summary, json);
+    Ok(summary)
+}
+
+struct Run<'a> {
+    engine: &'a Engine,
+    settings: &'a Settings,
+    src_dir: &'a str,
+    json: bool,
+    secrets: &'a [String],
+    source_files: usize,
+}
+
+/// Everything that needs the container. It is removed on the way out, whatever happens.
+async fn in_container(
+    run: &Run<'_>,
+    spec: &BuildContainerSpec,
+    source_tar: Vec<u8>,
+    ca_bundle: Option<&Path>,
+    env: Variables,
+) -> anyhow::Result<Summary> {
+    let container = run.engine.create_build_container(spec).await?;
+    let result = drive(run, &container, source_tar, ca_bundle, env).await;
+    if let Err(e) = container.remove().await {
+        log(run.json, &format!("warning: {e}"));
+    }
+    result
+}
+
+async fn drive(
+    run: &Run<'_>,
+    container: &BuildContainer,
+    source_tar: Vec<u8>,
+    ca_bundle: Option<&Path>,
+    env: Variables,
+) -> anyhow::Result<Summary> {
+    let json = run.json;
+    log(
+        json,
+        &format!("[Container] {} Entering phase DOWNLOAD_SOURCE", timestamp()),
+    );
+    log(
+        json,
+        &format!(
+            "[Container] {} Uploading the source ({} files) to {}",
+            timestamp(),
+            run.source_files,
+            run.src_dir
+        ),
+    );
+    run.engine
+        .upload(container, run.src_dir, source_tar)
+        .await?;
+    if let Some(bundle) = ca_bundle {
+        let tar = single_file_tar("ca-bundle.crt", bundle)?;
+        run.engine.upload(container, CONTAINER_CA_DIR, tar).await?;
+    }
+    check_runtime_versions(run, container).await?;
+
+    let interpreter = plan::interpreter(&run.settings.buildspec.shell())
+        .context("Windows shells (powershell.exe, cmd.exe) cannot run in a Linux build image")?;
+    let script = plan::driver_script(
+        &run.settings.buildspec,
+        &PlanInputs {
+            src_dir: run.src_dir.to_string(),
+            variables: env.0,
+        },
+    );
+    let cmd = [interpreter.to_string(), "-c".to_string(), script];
+    let user = run
+        .settings
+        .buildspec
+        .run_as
+        .as_ref()
+        .map(|u| u.value.as_str());
+    let mut output = OutputReader::new(json, run.secrets);
+    let exit = run
+        .engine
+        .exec(container, &cmd, &[], user, Some(run.src_dir), |chunk| {
+            output.feed(chunk)
+        })
+        .await?;
+    output.flush();
+    let mut summary = output.summary;
+    summary.succeeded = output.build_succeeded == Some(true) && exit == 0;
+    if summary.succeeded {
+        log(
+            json,
+            &format!(
+                "[Container] {} Entering phase UPLOAD_ARTIFACTS",
+                timestamp()
+            ),
+        );
+        collect_artifact(run, container).await?;
+    }
+    Ok(summary)
+}
+
+/// Reads the driver's output: log lines to the terminal (secrets masked), marker lines into the
+/// summary.
+struct OutputReader<'a> {
+    json: bool,
+    secrets: &'a [String],
+    pending: Vec<u8>,
+    starts: Vec<(PhaseName, u64)>,
+    summary: Summary,
+    build_succeeded: Option<bool>,
+}
+
+impl<'a> OutputReader<'a> {
+    fn new(json: bool, secrets: &'a [String]) -> Self {
+        OutputReader {
+            json,
+            secrets,
+            pending: Vec::new(),
+            starts: Vec::new(),
+            summary: Summary::default(),
+            build_succeeded: None,
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8]) {
+        self.pending.extend_from_slice(chunk);
+        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            self.line(String::from_utf8_lossy(&line[..line.len() - 1]).trim_end_matches('\r'));
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            let rest = std::mem::take(&mut self.pending);
+            self.line(&String::from_utf8_lossy(&rest));
+        }
+    }
+
+    fn line(&mut self, line: &str) {
+        match plan::parse_marker(line) {
+            Some(Marker::PhaseStart { phase, at_ms }) => self.starts.push((phase, at_ms)),
+            Some(Marker::PhaseEnd {
+                phase,
+                succeeded,
+                at_ms,
+            }) => {
+                let start = self
+                    .starts
+                    .iter()
+                    .rev()
+                    .find(|(p, _)| *p == phase)
+                    .map_or(at_ms, |s| s.1);
+                self.summary.phases.retain(|p| p.phase != phase);
+                self.summary.phases.push(PhaseResult {
+                    phase,
+                    succeeded,
+                    duration_ms: at_ms.saturating_sub(start),
+                });
+            }
+            Some(Marker::Export { name, value }) => self.summary.exported.push((name, value)),
+            Some(Marker::BuildEnd { succeeded }) => self.build_succeeded = Some(succeeded),
+            Some(Marker::PhaseRetry { .. }) => {}
+            None => log(self.json, &variables::mask(line, self.secrets)),
+        }
+    }
+}
+
+/// `runtime-versions` asks for a Python the SAM image cannot switch to: check it is the image's.
+async fn check_runtime_versions(run: &Run<'_>, container: &BuildContainer) -> anyhow::Result<()> {
+    let Some(install) = run.settings.buildspec.phase(PhaseName::Install) else {
+        return Ok(());
+    };
+    if install.runtime_versions.is_empty() {
+        return Ok(());
+    }
+    log(run.json, &format!("[Container] {} Skipping install of runtimes. Runtime version selection is not supported by this build image.", timestamp()));
+    let Some((_, wanted)) = install
+        .runtime_versions
+        .iter()
+        .find(|(name, _)| name.value == "python")
+    else {
+        return Ok(());
+    };
+    let exact = wanted.value.split('.').count() == 2
+        && wanted.value.split('.').all(|p| p.parse::<u32>().is_ok());
+    if !exact {
+        return Ok(());
+    }
+    let cmd = [
+        "sh".to_string(),
+        "-c".to_string(),
+        "python --version 2>&1 || python3 --version 2>&1".to_string(),
+    ];
+    let mut out = Vec::new();
+    run.engine
+        .exec(container, &cmd, &[], None, None, |chunk| {
+            out.extend_from_slice(chunk)
+        })
+        .await?;
+    let text = String::from_utf8_lossy(&out);
+    let found = text
+        .split_whitespace()
+        .nth(1)
+        .map(|v| v.split('.').take(2).collect::<Vec<_>>().join("."));
+    if found.as_deref() != Some(wanted.value.as_str()) {
+        bail!(
+            "runtime-versions asks for python {} but the image {} has {}: SAM build images cannot switch runtimes (CodeBuild's curated images would install it); use --image public.ecr.aws/sam/build-python{} or --runtime python{}",
+            wanted.value,
+            run.settings.image,
+            text.trim(),
+            wanted.value,
+            wanted.value
+        );
+    }
+    Ok(())
+}
+
+/// Downloads the artifact root and extracts the selected files into a staging directory.
+async fn collect_artifact(run: &Run<'_>, container: &BuildContainer) -> anyhow::Result<()> {
+    let Some(artifacts_spec) = &run.settings.buildspec.artifacts else {
+        return Ok(());
+    };
+    let base = artifacts_spec
+        .primary
+        .base_directory
+        .as_ref()
+        .map(|b| b.value.trim_end_matches('/').to_string());
+    if base.as_deref().is_some_and(|b| b.contains(['*', '?', '['])) {
+        bail!("a glob in artifacts.base-directory is not supported by local builds yet");
+    }
+    let root = match &base {
+        Some(b) if b.starts_with('/') => b.clone(),
+        Some(b) => format!("{}/{}", run.src_dir, b),
+        None => run.src_dir.to_string(),
+    };
+    let staging = staging_dir(&run.settings.out_dir);
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging)?;
+    // `dir/.` makes the daemon send the directory's contents, with entry names relative to it.
+    let reader = run.engine.download(container, &format!("{root}/.")).await?;
+    let selection = artifacts::Selection::from_spec(&artifacts_spec.primary)?;
+    let staging_for_task = staging.clone();
+    tokio::task::spawn_blocking(move || {
+        artifacts::extract_tar(reader, &staging_for_task, &selection)
+    })
+    .await
+    .context("the artifact extraction stopped")??;
+    Ok(())
+}
+
+fn staging_dir(out_dir: &Path) -> PathBuf {
+    out_dir.join(".staging")
+}
+
+/// Zip, size limits, manifest: only after a successful build.
+fn finish_layer(
+    settings: &Settings,
+    build_key: &str,
+    image_id: &str,
+    git_revision: Option<String>,
+    summary: &mut Summary,
+    json: bool,
+) -> anyhow::Result<()> {
+    let staging = staging_dir(&settings.out_dir);
+    let tree = single_zip_contents(&staging, json)?.unwrap_or_else(|| staging.clone());
+    let zip_path = settings.zip_path();
+    let zip = artifacts::write_zip(&tree, &zip_path, &artifacts::ZipOptions::from_env()?)?;
+    let _ = std::fs::remove_dir_all(&staging);
+
+    let mut verification = Verification {
+        passed: true,
+        ..Default::default()
+    };
+    if zip.unzipped_bytes > MAX_UNZIPPED_BYTES {
+        verification.errors.push(format!(
+            "the layer is {} bytes unzipped, over Lambda's limit of {MAX_UNZIPPED_BYTES} bytes for a function and all its layers",
+            zip.unzipped_bytes
+        ));
+    }
+    if zip.zipped_bytes > MAX_INLINE_ZIP_BYTES {
+        verification.warnings.push(format!(
+            "the zip is {} bytes, over {MAX_INLINE_ZIP_BYTES}: it cannot be uploaded inline and will go through S3",
+            zip.zipped_bytes
+        ));
+    }
+    verification.passed = verification.errors.is_empty();
+    let manifest = Manifest {
+        manifest_version: MANIFEST_VERSION,
+        layer_name: settings.layer_name.clone(),
+        zip: zip_path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
+        sha256: zip.sha256_hex.clone(),
+        code_sha256: zip.code_sha256.clone(),
+        zipped_bytes: zip.zipped_bytes,
+        unzipped_bytes: zip.unzipped_bytes,
+        file_count: zip.files,
+        compatible_runtimes: settings.compatible_runtimes.clone(),
+        architecture: settings.arch.clone(),
+        image: settings.image.clone(),
+        image_id: image_id.to_string(),
+        build_key: build_key.to_string(),
+        git_revision,
+        built_at: crate::util::rfc3339_now(),
+        verification: verification.clone(),
+    };
+    manifest.write(&settings.manifest_path())?;
+    summary.zip = Some(zip_path.display().to_string());
+    summary.manifest = Some(settings.manifest_path().display().to_string());
+    summary.sha256 = Some(zip.sha256_hex);
+    summary.code_sha256 = Some(zip.code_sha256);
+    summary.zipped_bytes = zip.zipped_bytes;
+    summary.unzipped_bytes = zip.unzipped_bytes;
+    summary.file_count = zip.files;
+    summary.warnings.extend(verification.warnings);
+    if !verification.errors.is_empty() {
+        // A layer Lambda would refuse is not a successful build; the zip stays for inspection.
+        summary.errors.extend(verification.errors);
+        summary.succeeded = false;
+    }
+    Ok(())
+}
+
+/// When the artifact is exactly one zip file, the build zipped the layer itself: its contents
+/// are the layer (extracted with the same safety rules, then re-zipped deterministically).
+fn single_zip_contents(staging: &Path, json: bool) -> anyhow::Result<Option<PathBuf>> {
+    let entries: Vec<_> = std::fs::read_dir(staging)?.collect::<Result<_, _>>()?;
+    let [entry] = entries.as_slice() else {
+        return Ok(None);
+    };
+    let path = entry.path();
+    if !(path.is_file() && path.extension().is_some_and(|e| e == "zip")) {
+        return Ok(None);
+    }
+    let unzipped = staging.join(".unzipped");
+    artifacts::unzip(&path, &unzipped, false)?;
+    let name = entry.file_name();
+    log(
+        json,
+        &format!(
+            "the artifact is a single zip ({}): using its contents as the layer",
+            name.to_string_lossy()
+        ),
+    );
+    Ok(Some(unzipped))
+}
+
+fn up_to_date_summary(settings: &Settings, manifest: &Manifest, started: Instant) -> Summary {
+    Summary {
+        succeeded: true,
+        up_to_date: true,
+        zip: Some(settings.zip_path().display().to_string()),
+        manifest: Some(settings.manifest_path().display().to_string()),
+        sha256: Some(manifest.sha256.clone()),
+        code_sha256: Some(manifest.code_sha256.clone()),
+        zipped_bytes: manifest.zipped_bytes,
+        unzipped_bytes: manifest.unzipped_bytes,
+        file_count: manifest.file_count,
+        warnings: manifest.verification.warnings.clone(),
+        duration_ms: started.elapsed().as_millis() as u64,
+        ..Summary::default()
+    }
+}
+
+fn print_summary(summary: &Summary, json: bool) {
+    if json {
+        return;
+    }
+    for warning in &summary.warnings {
+        println!("warning: {warning}");
+    }
+    for error in &summary.errors {
+        println!("error: {error}");
+    }
+    for (name, value) in &summary.exported {
+        println!("exported {name}={}", value.as_deref().unwrap_or(""));
+    }
+    let status = if summary.succeeded {
+        "SUCCEEDED"
+    } else {
+        "FAILED"
+    };
+    match (&summary.zip, summary.succeeded) {
+        (Some(zip), true) => println!(
+            "build {status}: {zip} ({} bytes, {} files, {} bytes unzipped, sha256 {})",
+            summary.zipped_bytes,
+            summary.file_count,
+            summary.unzipped_bytes,
+            summary.sha256.as_deref().unwrap_or("")
+        ),
+        _ => println!("build {status}: no layer zip written"),
+    }
+    let _ = std::io::stdout().flush();
+}
+
+async fn ensure_image(engine: &Engine, image: &str, json: bool) -> anyhow::Result<String> {
+    let bar = crate::progress::Progress::new(json);
+    let id = engine
+        .ensure_image(image, |p| bar.update(&p.status, p.current, p.total))
+        .await?;
+    bar.finish();
+    Ok(id)
+}
+
+/// CodeBuild's own variables, as its local agent sets them.
+fn codebuild_variables(
+    settings: &Settings,
+    src_dir: &str,
+    build_number: u64,
+    revision: Option<&str>,
+) -> Variables {
+    let mut vars = Variables::default();
+    vars.set("CODEBUILD_SRC_DIR", src_dir);
+    vars.set(
+        "CODEBUILD_BUILD_ID",
+        format!("local:{}", uuid::Uuid::new_v4()),
+    );
+    vars.set("CODEBUILD_BUILD_NUMBER", build_number.to_string());
+    vars.set("CODEBUILD_BUILD_IMAGE", settings.image.clone());
+    vars.set("CODEBUILD_BUILD_SUCCEEDING", "1");
+    vars.set(
+        "CODEBUILD_START_TIME",
+        crate::util::unix_millis().to_string(),
+    );
+    let user = std::env::var("USER").unwrap_or_else(|_| "local".to_string());
+    vars.set("CODEBUILD_INITIATOR", format!("xtask/{user}"));
+    vars.set("CODEBUILD_LOCAL_BUILD", "true");
+    if let Some(revision) = revision {
+        vars.set("CODEBUILD_RESOLVED_SOURCE_VERSION", revision);
+        vars.set("CODEBUILD_SOURCE_VERSION", revision);
+    }
+    let region = std::env::var("AWS_REGION").or_else(|_| std::env::var("AWS_DEFAULT_REGION"));
+    if let Ok(region) = region
+        .map(|r| r.trim().to_string())
+        .map_err(|_| ())
+        .and_then(|r| if r.is_empty() { Err(()) } else { Ok(r) })
+    {
+        vars.set("AWS_REGION", region.clone());
+        vars.set("AWS_DEFAULT_REGION", region);
+    }
+    vars
+}
+
+/// `cache: paths` → one named volume per directory, so caches persist between local builds.
+fn cache_volumes(settings: &Settings, src_dir: &str) -> Vec<(String, String)> {
+    use sha2::{Digest, Sha256};
+    let Some(cache) = &settings.buildspec.cache else {
+        return Vec::new();
+    };
+    let project = crate::util::hex(&Sha256::digest(
+        settings.source_dir.to_string_lossy().as_bytes(),
+    ));
+    let mut volumes: Vec<(String, String)> = Vec::new();
+    for path in &cache.paths {
+        let dir: Vec<&str> = path
+            .value
+            .split('/')
+            .take_while(|part| !part.contains(['*', '?', '[']))
+            .collect();
+        let dir = dir.join("/");
+        let dir = dir.trim_end_matches('/');
+        if dir.is_empty() {
+            continue;
+        }
+        let target = if dir.starts_with('/') {
+            dir.to_string()
+        } else {
+            format!("{src_dir}/{dir}")
+        };
+        if volumes.iter().any(|(_, t)| *t == target) {
+            continue;
+        }
+        let id = crate::util::hex(&Sha256::digest(target.as_bytes()));
+        volumes.push((
+            format!("xtask-cache-{}-{}", &project[..12], &id[..12]),
+            target,
+        ));
+    }
+    volumes
+}
+
+/// A per-out-dir counter, as CodeBuild numbers a project's builds.
+fn next_build_number(out_dir: &Path) -> u64 {
+    let path = out_dir.join(".build-number");
+    let n = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1;
+    let _ = std::fs::write(&path, n.to_string());
+    n
+}
+
+/// One build of a project at a time: a second one fails at once instead of racing on the zip.
+fn lock_out_dir(out_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = out_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("the out-dir {} is not writable", out_dir.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            bail!(
+                "another build of this layer is running (lock: {})",
+                path.display()
+            )
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+fn single_file_tar(name: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
+    let content = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    builder.append_data(&mut header, name, content.as_slice())?;
+    Ok(builder.into_inner()?)
+}
+
+fn timestamp() -> String {
+    let ms = crate::util::unix_millis();
+    let secs = (ms / 1000) as i64;
+    let date = crate::runtime::Date::from_unix_days(secs.div_euclid(86_400));
+    let day = secs.rem_euclid(86_400);
+    format!(
+        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}.{:03}",
+        date.year,
+        date.month,
+        date.day,
+        day / 3600,
+        day / 60 % 60,
+        day % 60,
+        ms % 1000
+    )
+}
+
+/// Resolves with the shell's exit code for the first SIGINT (130) or SIGTERM (143).
+async fn interrupted() -> u8 {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return wait_ctrl_c().await,
+        };
+        tokio::select! {
+            code = wait_ctrl_c() => code,
+            _ = term.recv() => 143,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        wait_ctrl_c().await
+    }
+}
+
+async fn wait_ctrl_c() -> u8 {
+    match tokio::signal::ctrl_c().await {
+        Ok(()) => 130,
+        // No signal handling available: never resolve, let the build finish.
+        Err(_) => std::future::pending().await,
+    }
+}

@@ -1,0 +1,240 @@
+//! The environment of the build: CodeBuild's own variables, then `env.variables` (literal), then
+//! `--env-file`, then `--env` (the command line wins), plus the host's network settings pip needs
+//! behind a proxy. AWS credentials are never forwarded unless asked for.
+
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+
+use crate::buildspec::Buildspec;
+
+/// Host variables forwarded so pip reaches its index from behind a corporate proxy.
+const NETWORK_VARIABLES: &[&str] = &[
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_TRUSTED_HOST",
+    "PIP_DEFAULT_TIMEOUT",
+];
+
+/// Variables that make the tools in the container trust the host's CA bundle.
+pub const CA_VARIABLES: &[&str] = &[
+    "PIP_CERT",
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+];
+
+const AWS_CREDENTIAL_VARIABLES: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+
+/// An ordered list of `NAME=value`; setting a name again replaces it in place.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Variables(pub Vec<(String, String)>);
+
+impl Variables {
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        let value = value.into();
+        match self.0.iter_mut().find(|(n, _)| n == name) {
+            Some(entry) => entry.1 = value,
+            None => self.0.push((name.to_string(), value)),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses `KEY=VAL` from the command line.
+pub fn parse_assignment(text: &str) -> anyhow::Result<(String, String)> {
+    match text.split_once('=') {
+        Some((name, value)) if crate::plan::is_variable_name(name) => {
+            Ok((name.to_string(), value.to_string()))
+        }
+        _ => bail!("`{text}` is not NAME=value with a valid variable name"),
+    }
+}
+
+/// Reads an env file: `NAME=value` lines, `#` comments and blank lines; values are literal
+/// (surrounding single or double quotes are removed, nothing is expanded).
+pub fn read_env_file(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read env file {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let (name, value) =
+            parse_assignment(line).with_context(|| format!("{}:{}:1", path.display(), i + 1))?;
+        let unquoted = ['"', '\'']
+            .iter()
+            .find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q)))
+            .unwrap_or(&value)
+            .to_string();
+        out.push((name, unquoted));
+    }
+    Ok(out)
+}
+
+/// What the user asked for, in precedence order (later wins).
+pub struct UserVariables<'a> {
+    pub buildspec: &'a Buildspec,
+    pub env_file: Vec<(String, String)>,
+    pub cli: Vec<(String, String)>,
+}
+
+impl UserVariables<'_> {
+    pub fn merged(&self) -> Variables {
+        let mut vars = Variables::default();
+        for (name, value) in &self.buildspec.env.variables {
+            vars.set(&name.value, value.value.clone());
+        }
+        for (name, value) in self.env_file.iter().chain(&self.cli) {
+            vars.set(name, value.clone());
+        }
+        vars
+    }
+
+    /// parameter-store and secrets-manager names that no `--env`/`--env-file` value provides.
+    pub fn unresolved_secrets(&self) -> Vec<String> {
+        let env = &self.buildspec.env;
+        env.parameter_store
+            .iter()
+            .chain(&env.secrets_manager)
+            .map(|(name, _)| name.value.clone())
+            .filter(|name| {
+                !self
+                    .env_file
+                    .iter()
+                    .chain(&self.cli)
+                    .any(|(n, _)| n == name)
+            })
+            .collect()
+    }
+
+    /// Values to mask in logs: those that stand in for parameter-store and secrets-manager.
+    pub fn secret_values(&self) -> Vec<String> {
+        let env = &self.buildspec.env;
+        env.parameter_store
+            .iter()
+            .chain(&env.secrets_manager)
+            .filter_map(|(name, _)| {
+                self.env_file
+                    .iter()
+                    .chain(&self.cli)
+                    .rev()
+                    .find(|(n, _)| n == &name.value)
+            })
+            .map(|(_, v)| v.clone())
+            .filter(|v| v.len() >= 4)
+            .collect()
+    }
+}
+
+/// The host's proxy and index settings, present ones only.
+pub fn host_network_variables() -> Vec<(String, String)> {
+    NETWORK_VARIABLES
+        .iter()
+        .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
+        .collect()
+}
+
+/// The host's CA bundle: the file pip or requests are told to use, else the system bundle.
+pub fn host_ca_bundle() -> Option<std::path::PathBuf> {
+    ["PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .map(std::path::PathBuf::from)
+        .chain([std::path::PathBuf::from(
+            "/etc/ssl/certs/ca-certificates.crt",
+        )])
+        .find(|p| p.is_file())
+}
+
+/// The host's AWS credentials and region, for `--pass-aws-credentials`.
+pub fn host_aws_credentials() -> Vec<(String, String)> {
+    AWS_CREDENTIAL_VARIABLES
+        .iter()
+        .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
+        .collect()
+}
+
+/// Replaces every secret value in a log line with `***`, as CodeBuild masks them.
+pub fn mask(line: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(line.to_string(), |line, secret| {
+        line.replace(secret.as_str(), "***")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str) -> Buildspec {
+        crate::buildspec::parse(crate::diagnostic::SourceFile::new("b.yml", text))
+            .buildspec
+            .unwrap()
+    }
+
+    #[test]
+    fn command_line_beats_env_file_beats_buildspec() {
+        let b = spec("version: 0.2\nenv:\n  variables:\n    A: spec\n    B: spec\n    C: $PATH:/x\nphases:\n  build:\n    commands: [x]\n");
+        let user = UserVariables {
+            buildspec: &b,
+            env_file: vec![("B".into(), "file".into()), ("D".into(), "file".into())],
+            cli: vec![("D".into(), "cli".into())],
+        };
+        let vars = user.merged();
+        assert_eq!(vars.get("A"), Some("spec"));
+        assert_eq!(vars.get("B"), Some("file"));
+        assert_eq!(vars.get("C"), Some("$PATH:/x"));
+        assert_eq!(vars.get("D"), Some("cli"));
+    }
+
+    #[test]
+    fn secrets_must_be_provided_and_are_masked() {
+        let b = spec("version: 0.2\nenv:\n  parameter-store:\n    DB: /db/pass\n  secrets-manager:\n    TOKEN: tok:token\nphases:\n  build:\n    commands: [x]\n");
+        let user = UserVariables {
+            buildspec: &b,
+            env_file: vec![],
+            cli: vec![("DB".into(), "hunter22".into())],
+        };
+        assert_eq!(user.unresolved_secrets(), ["TOKEN"]);
+        assert_eq!(mask("pw=hunter22!", &user.secret_values()), "pw=***!");
+    }
+
+    #[test]
+    fn env_files_are_literal_and_report_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(&path, "# c\nA=1\nexport B='two words'\nC=\"$HOME\"\n").unwrap();
+        let vars = read_env_file(&path).unwrap();
+        assert_eq!(
+            vars,
+            [
+                ("A".into(), "1".into()),
+                ("B".into(), "two words".into()),
+                ("C".into(), "$HOME".into())
+            ]
+        );
+        std::fs::write(&path, "A=1\nnot a var\n").unwrap();
+        let err = format!("{:#}", read_env_file(&path).unwrap_err());
+        assert!(err.contains(":2:1"), "{err}");
+    }
+}

@@ -1,0 +1,207 @@
+//! Files in and out of a build container as tar streams: upload a tar (whole or as a channel of
+//! chunks) into a directory, download a path as a tar that a blocking [`std::io::Read`] streams.
+
+use std::io::Read;
+use std::time::Duration;
+
+use bollard::query_parameters::{
+    DownloadFromContainerOptionsBuilder, UploadToContainerOptions, UploadToContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::{BuildContainer, Engine, Error, Result};
+
+/// An upload returns when the daemon has unpacked the whole tar, so it may take longer than the
+/// usual per-request timeout.
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Downloaded chunks buffered ahead of the reader (each up to the daemon's chunk size, ~32 KiB).
+const DOWNLOAD_CHUNKS_AHEAD: usize = 16;
+
+impl Engine {
+    /// Unpacks the tar archive `tar` into `dest_dir` of `container`, creating `dest_dir` first.
+    pub async fn upload(
+        &self,
+        container: &BuildContainer,
+        dest_dir: &str,
+        tar: Vec<u8>,
+    ) -> Result<()> {
+        let options = self.prepare_upload(container, dest_dir).await?;
+        self.upload_client()
+            .upload_to_container(
+                container.id(),
+                Some(options),
+                bollard::body_full(tar.into()),
+            )
+            .await
+            .map_err(|cause| upload_error(container, dest_dir, cause))
+    }
+
+    /// Like [`Engine::upload`], with the tar arriving in chunks (e.g. from a `tar::Builder` writing
+    /// on a blocking thread through `blocking_send`), so it is never in memory whole. An `Err`
+    /// chunk aborts the upload.
+    pub async fn upload_stream(
+        &self,
+        container: &BuildContainer,
+        dest_dir: &str,
+        chunks: mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    ) -> Result<()> {
+        let stream = futures_util::stream::unfold(chunks, |mut chunks| async move {
+            let chunk = chunks.recv().await?;
+            Some((chunk.map(Into::into), chunks))
+        });
+        let options = self.prepare_upload(container, dest_dir).await?;
+        self.upload_client()
+            .upload_to_container(
+                container.id(),
+                Some(options),
+                bollard::body_try_stream(stream),
+            )
+            .await
+            .map_err(|cause| upload_error(container, dest_dir, cause))
+    }
+
+    /// The client for uploads: this one with a longer timeout.
+    fn upload_client(&self) -> bollard::Docker {
+        self.docker.clone().with_timeout(UPLOAD_TIMEOUT)
+    }
+
+    /// Creates `dest_dir` in `container` (as root) and returns the options to upload into it.
+    async fn prepare_upload(
+        &self,
+        container: &BuildContainer,
+        dest_dir: &str,
+    ) -> Result<UploadToContainerOptions> {
+        let mkdir = ["mkdir", "-p", "--", dest_dir].map(str::to_string);
+        let mut output = Vec::new();
+        let code = self
+            .exec(container, &mkdir, &[], Some("0"), None, |chunk| {
+                output.extend_from_slice(chunk)
+            })
+            .await?;
+        if code != 0 {
+            return Err(upload_error(
+                container,
+                dest_dir,
+                bollard::errors::Error::DockerStreamError {
+                    error: format!(
+                        "`mkdir -p` exited with {code}: {}",
+                        String::from_utf8_lossy(&output).trim()
+                    ),
+                },
+            ));
+        }
+
+        Ok(UploadToContainerOptionsBuilder::new()
+            .path(dest_dir)
+            .build())
+    }
+
+    /// The file or directory `path` of `container` as a tar archive (entries named after the
+    /// last component of `path`), streamed: read it on a blocking thread (`spawn_blocking`), for
+    /// example with `tar::Archive::new(reader)`. A missing `path` is [`Error::NoSuchPath`].
+    pub async fn download(&self, container: &BuildContainer, path: &str) -> Result<TarReader> {
+        let (sender, mut receiver) = mpsc::channel(DOWNLOAD_CHUNKS_AHEAD);
+        let docker = self.docker.clone();
+        let (id, source) = (container.id().to_string(), path.to_string());
+        tokio::spawn(async move {
+            let options = DownloadFromContainerOptionsBuilder::new()
+                .path(&source)
+                .build();
+            let mut chunks = docker.download_from_container(&id, Some(options));
+            while let Some(chunk) = chunks.next().await {
+                let failed = chunk.is_err();
+                // The reader was dropped: stop downloading.
+                if sender.send(chunk.map(Vec::from)).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+
+        let download_error = |cause| Error::Download {
+            container: container.id().to_string(),
+            path: path.to_string(),
+            cause,
+        };
+        let first = match receiver.recv().await {
+            Some(Ok(chunk)) => chunk,
+            Some(Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            })) => {
+                return Err(Error::NoSuchPath {
+                    container: container.id().to_string(),
+                    path: path.to_string(),
+                })
+            }
+            Some(Err(cause)) => return Err(download_error(cause)),
+            None => Vec::new(),
+        };
+        Ok(TarReader {
+            chunks: receiver,
+            current: first,
+            position: 0,
+            container: container.id().to_string(),
+            path: path.to_string(),
+        })
+    }
+}
+
+fn upload_error(
+    container: &BuildContainer,
+    dest_dir: &str,
+    cause: bollard::errors::Error,
+) -> Error {
+    Error::Upload {
+        container: container.id().to_string(),
+        dest_dir: dest_dir.to_string(),
+        cause,
+    }
+}
+
+/// A blocking reader of a tar archive that is still being downloaded. Reading blocks the thread
+/// until the next chunk arrives, so use it on a blocking thread, never inside async code.
+pub struct TarReader {
+    chunks: mpsc::Receiver<Result<Vec<u8>, bollard::errors::Error>>,
+    current: Vec<u8>,
+    position: usize,
+    container: String,
+    path: String,
+}
+
+impl Read for TarReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let unread = self.current.get(self.position..).unwrap_or_default();
+            if !unread.is_empty() || buf.is_empty() {
+                let count = unread.len().min(buf.len());
+                buf[..count].copy_from_slice(&unread[..count]);
+                self.position += count;
+                return Ok(count);
+            }
+            match self.chunks.blocking_recv() {
+                Some(Ok(chunk)) => {
+                    self.current = chunk;
+                    self.position = 0;
+                }
+                Some(Err(cause)) => {
+                    return Err(std::io::Error::other(Error::Download {
+                        container: self.container.clone(),
+                        path: self.path.clone(),
+                        cause,
+                    }))
+                }
+                None => return Ok(0),
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for TarReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TarReader")
+            .field("container", &self.container)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}

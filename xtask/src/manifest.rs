@@ -1,0 +1,124 @@
+//! The build manifest: the one contract between `build-layer` (writes it beside the zip) and
+//! `deploy` (reads it). Plain, versioned JSON.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a field changes meaning; readers refuse versions they do not know.
+pub const MANIFEST_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub manifest_version: u32,
+    pub layer_name: String,
+    /// The zip's file name, relative to the manifest's directory.
+    pub zip: String,
+    /// Lower-case hex SHA-256 of the zip bytes.
+    pub sha256: String,
+    /// Base64 of the raw SHA-256 digest: what Lambda reports as CodeSha256.
+    pub code_sha256: String,
+    pub zipped_bytes: u64,
+    pub unzipped_bytes: u64,
+    pub file_count: u64,
+    pub compatible_runtimes: Vec<String>,
+    pub architecture: String,
+    pub image: String,
+    pub image_id: String,
+    /// Hash of everything that determines the build's output (see `build::key`).
+    pub build_key: String,
+    /// The source's git HEAD, when the source is a git checkout.
+    pub git_revision: Option<String>,
+    /// When the build finished, RFC 3339 UTC.
+    pub built_at: String,
+    /// Problems found after the build (size limits); deploy refuses a layer with any error.
+    pub verification: Verification,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    pub passed: bool,
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Manifest {
+    pub fn read(path: &Path) -> anyhow::Result<Manifest> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the build manifest {}", path.display()))?;
+        let manifest: Manifest = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "the build manifest {} is corrupt (rebuild with `cargo xtask build-layer --force`)",
+                path.display()
+            )
+        })?;
+        if manifest.manifest_version != MANIFEST_VERSION {
+            anyhow::bail!(
+                "the build manifest {} has version {}, this tool reads version {MANIFEST_VERSION}",
+                path.display(),
+                manifest.manifest_version
+            );
+        }
+        Ok(manifest)
+    }
+
+    /// Writes through a temporary file and a rename, so readers never see half a manifest.
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("cannot write to {}", dir.display()))?;
+        serde_json::to_writer_pretty(&mut tmp, self)?;
+        std::io::Write::write_all(&mut tmp, b"\n")?;
+        // Readable like any build output (tempfile creates 0600).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        }
+        tmp.persist(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            manifest_version: MANIFEST_VERSION,
+            layer_name: "python-deps".into(),
+            zip: "python-deps.zip".into(),
+            sha256: "00".repeat(32),
+            code_sha256: "AAAA".into(),
+            zipped_bytes: 1,
+            unzipped_bytes: 2,
+            file_count: 3,
+            compatible_runtimes: vec!["python3.9".into()],
+            architecture: "x86_64".into(),
+            image: "img".into(),
+            image_id: "sha256:1".into(),
+            build_key: "k".into(),
+            git_revision: None,
+            built_at: "2026-11-26T00:00:00Z".into(),
+            verification: Verification {
+                passed: true,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn round_trips_and_refuses_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        sample().write(&path).unwrap();
+        assert_eq!(Manifest::read(&path).unwrap(), sample());
+        std::fs::write(&path, "{ not json").unwrap();
+        let err = Manifest::read(&path).unwrap_err();
+        assert!(format!("{err:#}").contains("corrupt"), "{err:#}");
+    }
+}

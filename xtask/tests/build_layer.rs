@@ -1,0 +1,299 @@
+//! End-to-end tests of `cargo xtask build-layer` with the stand-in build image: the real binary,
+//! a real Docker daemon, the real seed layer (cfnresponse, pandas, requests from PyPI).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const LAYER_TEMPLATE: &str = "Resources:\n  Layer:\n    Type: AWS::Serverless::LayerVersion\n    Properties:\n      LayerName: test-layer\n      CompatibleRuntimes: [python3.9]\n      CompatibleArchitectures: [x86_64]\n";
+
+/// A project directory with a buildspec, a template naming the layer `test-layer`, and `files`.
+fn project(buildspec: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("buildspec.yml"), buildspec).expect("write buildspec");
+    std::fs::write(dir.path().join("template.yaml"), LAYER_TEMPLATE).expect("write template");
+    for (name, content) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, content).expect("write file");
+    }
+    dir
+}
+
+fn build_layer(dir: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("build-layer")
+        .arg("--source")
+        .arg(dir)
+        .arg("--image")
+        .arg(support::standin_image())
+        .arg("--json")
+        .args(extra)
+        .output()
+        .expect("run xtask")
+}
+
+fn summary(output: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "no JSON summary ({e}); stdout:\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn zip_path(dir: &Path) -> PathBuf {
+    dir.join("target/layer/test-layer.zip")
+}
+
+/// The build containers of the test layer (a fresh connection per call: each `block_on` has its
+/// own runtime).
+fn layer_containers(layer: &str) -> Vec<String> {
+    support::block_on(async {
+        let engine = xtask::engine::Engine::connect().await.expect("docker");
+        engine
+            .containers_labelled(&format!("xtask.layer-tools.layer={layer}"))
+            .await
+            .expect("list containers")
+    })
+}
+
+fn zip_names(path: &Path) -> Vec<String> {
+    let file = std::fs::File::open(path).expect("open zip");
+    let mut archive = zip::ZipArchive::new(file).expect("read zip");
+    (0..archive.len())
+        .map(|i| {
+            archive
+                .by_index(i)
+                .expect("zip entry")
+                .name()
+                .expect("utf-8 name")
+                .to_string()
+        })
+        .collect()
+}
+
+const SMALL_LAYER: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p layer/python/pkg\n      - cp src/mod.py layer/python/pkg/__init__.py\n      - echo \"$CODEBUILD_LOCAL_BUILD\" > layer/python/pkg/local.txt\nartifacts:\n  base-directory: layer\n  files:\n    - 'python/**/*'\n";
+
+#[test]
+fn a_small_layer_builds_deterministically_and_a_rebuild_is_a_no_op() {
+    if support::block_on(support::require_docker()).is_none() {
+        return;
+    }
+    let dir = project(SMALL_LAYER, &[("src/mod.py", "VALUE = 1\n")]);
+    let first = build_layer(dir.path(), &[]);
+    let s1 = summary(&first);
+    assert_eq!(
+        s1["status"],
+        "SUCCEEDED",
+        "{s1:#}\n{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(first.status.success());
+    let names = zip_names(&zip_path(dir.path()));
+    assert_eq!(names, ["python/pkg/__init__.py", "python/pkg/local.txt"]);
+    assert_eq!(s1["file_count"], 2);
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("target/layer/test-layer.json"))
+            .expect("manifest"),
+    )
+    .expect("manifest json");
+    assert_eq!(manifest["sha256"], s1["sha256"]);
+    assert_eq!(manifest["compatible_runtimes"][0], "python3.9");
+
+    let forced = summary(&build_layer(dir.path(), &["--force"]));
+    assert_eq!(
+        forced["sha256"], s1["sha256"],
+        "two builds of the same inputs differ"
+    );
+    assert_eq!(forced["up_to_date"], false);
+
+    let started = Instant::now();
+    let noop = summary(&build_layer(dir.path(), &[]));
+    assert_eq!(noop["up_to_date"], true, "{noop:#}");
+    assert_eq!(
+        noop["phases"].as_array().map(Vec::len),
+        Some(0),
+        "a no-op runs no phase"
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+
+    std::fs::write(dir.path().join("src/mod.py"), "VALUE = 2\n").expect("edit");
+    let changed = summary(&build_layer(dir.path(), &[]));
+    assert_eq!(changed["up_to_date"], false);
+    assert_ne!(changed["sha256"], s1["sha256"]);
+}
+
+#[test]
+fn a_failing_build_writes_no_zip_and_exits_non_zero() {
+    if support::block_on(support::require_docker()).is_none() {
+        return;
+    }
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p layer/python && touch layer/python/x.py\n      - 'false'\n  post_build:\n    commands:\n      - echo \"post_build sees $CODEBUILD_BUILD_SUCCEEDING\"\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
+    let dir = project(spec, &[]);
+    let output = build_layer(dir.path(), &[]);
+    let s = summary(&output);
+    assert_eq!(s["status"], "FAILED");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("post_build sees 0"));
+    assert!(!zip_path(dir.path()).exists());
+}
+
+#[test]
+fn an_invalid_buildspec_fails_with_the_lint_diagnostics_before_any_container() {
+    // No Docker needed: the build must stop before it connects.
+    let spec =
+        "version: 0.2\nphases:\n  biuld:\n    commands: [echo]\nartifacts:\n  files: ['**/*']\n";
+    let dir = project(spec, &[]);
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["build-layer", "--source"])
+        .arg(dir.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .expect("run xtask");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("buildspec.yml:3:3: error[BS101]"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Docker"), "{stderr}");
+}
+
+#[test]
+fn secrets_without_values_fail_before_any_container() {
+    let spec = "version: 0.2\nenv:\n  secrets-manager:\n    TOKEN: my/secret:token\nphases:\n  build:\n    commands: [echo]\nartifacts:\n  files: ['python/**/*']\n";
+    let dir = project(spec, &[]);
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["build-layer", "--source"])
+        .arg(dir.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .expect("run xtask");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("TOKEN") && stderr.contains("--env"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn secret_values_are_masked_in_the_log() {
+    if support::block_on(support::require_docker()).is_none() {
+        return;
+    }
+    let spec = "version: 0.2\nenv:\n  parameter-store:\n    DB_PASS: /db/pass\nphases:\n  build:\n    commands:\n      - echo \"password is $DB_PASS\"\n      - mkdir -p layer/python && touch layer/python/x.py\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
+    let dir = project(spec, &[]);
+    let output = build_layer(dir.path(), &["--env", "DB_PASS=s3cr3t-value"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("password is ***"), "{stderr}");
+    assert!(!stderr.contains("s3cr3t-value"), "{stderr}");
+}
+
+#[test]
+fn a_single_zip_artifact_is_the_layer() {
+    if support::block_on(support::require_docker()).is_none() {
+        return;
+    }
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p build/python && echo 'X = 1' > build/python/m.py\n      - cd build && zip -q -r ../layer.zip python\nartifacts:\n  files:\n    - layer.zip\n";
+    let dir = project(spec, &[]);
+    let output = build_layer(dir.path(), &[]);
+    let s = summary(&output);
+    assert_eq!(
+        s["status"],
+        "SUCCEEDED",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(zip_names(&zip_path(dir.path())), ["python/m.py"]);
+}
+
+#[test]
+fn sigint_mid_build_removes_the_container_and_writes_no_zip() {
+    if support::block_on(support::require_docker()).is_none() {
+        return;
+    }
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p layer/python && touch layer/python/x.py\n      - sleep 60\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
+    let dir = project(spec, &[]);
+    let template = LAYER_TEMPLATE.replace("test-layer", "sigint-layer");
+    std::fs::write(dir.path().join("template.yaml"), template).expect("write template");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("build-layer")
+        .arg("--source")
+        .arg(dir.path())
+        .arg("--image")
+        .arg(support::standin_image())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait until the build container runs.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while layer_containers("sigint-layer").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the build container never started"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        layer_containers("sigint-layer").is_empty(),
+        "the build container was left behind"
+    );
+    assert!(!dir.path().join("target/layer/sigint-layer.zip").exists());
+}
+
+#[test]
+fn the_seed_layer_builds_with_python_at_the_zip_root() {
+    if support::block_on(support::require_docker()).is_none() {
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let dir = tempfile::tempdir().expect("temp dir");
+    for file in [
+        "buildspec.yml",
+        "template.yaml",
+        "python-layer/requirements.txt",
+    ] {
+        let to = dir.path().join(file);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(root.join(file), &to).expect("copy project file");
+    }
+    let output = build_layer(dir.path(), &[]);
+    let s = summary(&output);
+    assert_eq!(
+        s["status"],
+        "SUCCEEDED",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let zip = dir.path().join("target/layer/python-deps.zip");
+    let names = zip_names(&zip);
+    assert!(
+        names.iter().all(|n| n.starts_with("python/")),
+        "entries outside python/"
+    );
+    for module in [
+        "python/pandas/__init__.py",
+        "python/requests/__init__.py",
+        "python/cfnresponse/__init__.py",
+    ] {
+        assert!(names.iter().any(|n| n == module), "{module} missing");
+    }
+    assert!(s["unzipped_bytes"].as_u64().unwrap_or(0) < 262_144_000);
+}

@@ -1,0 +1,389 @@
+//! The build's Docker verbs against a real daemon and the stand-in image: a long-lived build
+//! container, tar upload, exec with streamed output and exit codes, `run-as`, streaming download,
+//! cache volumes, pull failures and clean-up.
+//!
+//! Needs a Docker daemon and the image `LAYER_BUILD_IMAGE`; `bash scripts/test.sh` provides both.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use xtask::engine::{BuildContainer, BuildContainerSpec, Engine, Error};
+
+/// The daemon and the build image, or `None` when the test is skipped.
+async fn docker_and_image() -> Option<(Engine, String)> {
+    let engine = support::require_docker().await?;
+    let image = support::standin_image();
+    support::require_image(&engine, &image)
+        .await
+        .then_some((engine, image))
+}
+
+fn strings(words: &[&str]) -> Vec<String> {
+    words.iter().map(|word| word.to_string()).collect()
+}
+
+async fn build_container(engine: &Engine, image: &str) -> BuildContainer {
+    let spec = BuildContainerSpec {
+        image: image.to_string(),
+        env: vec![("CODEBUILD_BUILD_ID".to_string(), "local:1".to_string())],
+        working_dir: Some("/".to_string()),
+        ..Default::default()
+    };
+    engine
+        .create_build_container(&spec)
+        .await
+        .unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// Runs `script` with `sh -c` and returns its exit code and combined output.
+async fn sh(
+    engine: &Engine,
+    container: &BuildContainer,
+    user: Option<&str>,
+    script: &str,
+) -> (i64, String) {
+    let mut output = Vec::new();
+    let code = engine
+        .exec(
+            container,
+            &strings(&["sh", "-c", script]),
+            &[],
+            user,
+            None,
+            |chunk| output.extend_from_slice(chunk),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    (code, String::from_utf8_lossy(&output).into_owned())
+}
+
+/// A tar archive of `(path, contents)` regular files.
+fn tar_of(files: &[(&str, &str)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, contents) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(contents.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, path, contents.as_bytes())
+            .unwrap_or_else(|error| panic!("{error}"));
+    }
+    builder
+        .into_inner()
+        .unwrap_or_else(|error| panic!("{error}"))
+}
+
+async fn assert_no_leftovers(engine: &Engine) {
+    let leftovers = engine
+        .session_containers()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    assert!(
+        leftovers.is_empty(),
+        "containers left behind: {leftovers:?}"
+    );
+}
+
+#[test]
+fn uploaded_sources_are_run_with_streamed_output_and_exit_code() {
+    support::block_on(async {
+        let Some((engine, image)) = docker_and_image().await else {
+            return;
+        };
+        let container = build_container(&engine, &image).await;
+        let src = "/codebuild/output/src1/src";
+        let tar = tar_of(&[("a.txt", "hello from a\n"), ("sub/b.txt", "bee\n")]);
+        engine
+            .upload(&container, src, tar)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+
+        let mut chunks = Vec::new();
+        let code = engine
+            .exec(
+                &container,
+                &strings(&[
+                    "sh",
+                    "-c",
+                    "cd /codebuild/output/src1/src && cat a.txt && echo err >&2 && exit 3",
+                ]),
+                &[("EXTRA".to_string(), "1".to_string())],
+                None,
+                None,
+                |chunk| chunks.push(chunk.to_vec()),
+            )
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let output = String::from_utf8_lossy(&chunks.concat()).into_owned();
+        assert_eq!(code, 3, "output: {output}");
+        assert!(output.contains("hello from a"), "no stdout in {output:?}");
+        assert!(output.contains("err"), "no stderr in {output:?}");
+
+        let (code, output) = sh(
+            &engine,
+            &container,
+            None,
+            "cat /codebuild/output/src1/src/sub/b.txt; echo $CODEBUILD_BUILD_ID; pwd",
+        )
+        .await;
+        assert_eq!((code, output.as_str()), (0, "bee\nlocal:1\n/\n"));
+
+        container
+            .remove()
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_no_leftovers(&engine).await;
+    });
+}
+
+#[test]
+fn commands_run_as_another_user_in_another_directory() {
+    support::block_on(async {
+        let Some((engine, image)) = docker_and_image().await else {
+            return;
+        };
+        let container = build_container(&engine, &image).await;
+        let (code, output) = sh(&engine, &container, Some("nobody"), "id -un").await;
+        assert_eq!((code, output.as_str()), (0, "nobody\n"));
+
+        let mut output = Vec::new();
+        let code = engine
+            .exec(
+                &container,
+                &strings(&["pwd"]),
+                &[],
+                None,
+                Some("/tmp"),
+                |chunk| output.extend_from_slice(chunk),
+            )
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!((code, output.as_slice()), (0, b"/tmp\n".as_slice()));
+
+        drop(container);
+        assert_no_leftovers(&engine).await;
+    });
+}
+
+#[test]
+fn a_directory_is_downloaded_as_a_streamed_tar() {
+    support::block_on(async {
+        let Some((engine, image)) = docker_and_image().await else {
+            return;
+        };
+        let container = build_container(&engine, &image).await;
+        // Big enough to span many chunks of the stream.
+        let script = "mkdir -p /out/python/pkg && echo one > /out/python/one.txt \
+                      && head -c 1000000 /dev/zero > /out/python/pkg/zeros.bin";
+        assert_eq!(sh(&engine, &container, None, script).await.0, 0);
+
+        let reader = engine
+            .download(&container, "/out/python")
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let entries = tokio::task::spawn_blocking(move || {
+            let mut entries = BTreeMap::new();
+            let mut archive = tar::Archive::new(reader);
+            for entry in archive.entries().unwrap_or_else(|error| panic!("{error}")) {
+                let mut entry = entry.unwrap_or_else(|error| panic!("{error}"));
+                let name = entry
+                    .path()
+                    .unwrap_or_else(|error| panic!("{error}"))
+                    .display()
+                    .to_string();
+                let mut contents = Vec::new();
+                entry
+                    .read_to_end(&mut contents)
+                    .unwrap_or_else(|error| panic!("{error}"));
+                entries.insert(name, contents);
+            }
+            entries
+        })
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+
+        let names: Vec<&str> = entries
+            .keys()
+            .map(|name| name.trim_end_matches('/'))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "python",
+                "python/one.txt",
+                "python/pkg",
+                "python/pkg/zeros.bin"
+            ]
+        );
+        assert_eq!(entries["python/one.txt"], b"one\n");
+        assert_eq!(entries["python/pkg/zeros.bin"], vec![0; 1_000_000]);
+
+        match engine.download(&container, "/no/such/path").await {
+            Err(error @ Error::NoSuchPath { .. }) => {
+                assert!(error.to_string().contains("/no/such/path"), "{error}")
+            }
+            other => panic!("expected Error::NoSuchPath, got {other:?}"),
+        }
+
+        container
+            .remove()
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_no_leftovers(&engine).await;
+    });
+}
+
+#[test]
+fn a_named_volume_keeps_files_between_containers() {
+    support::block_on(async {
+        let Some((engine, image)) = docker_and_image().await else {
+            return;
+        };
+        let volume = format!("xtask-test-cache-{}", uuid::Uuid::new_v4());
+        let spec = BuildContainerSpec {
+            image: image.clone(),
+            volumes: vec![(volume.clone(), "/root/.cache/pip".to_string())],
+            ..Default::default()
+        };
+
+        let first = engine
+            .create_build_container(&spec)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let write = "echo cached > /root/.cache/pip/marker";
+        assert_eq!(sh(&engine, &first, None, write).await.0, 0);
+        first
+            .remove()
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+
+        let second = engine
+            .create_build_container(&spec)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let read = sh(&engine, &second, None, "cat /root/.cache/pip/marker").await;
+        second
+            .remove()
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        engine
+            .remove_volume(&volume)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(read, (0, "cached\n".to_string()));
+        // Removing it again is not an error.
+        engine
+            .remove_volume(&volume)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_no_leftovers(&engine).await;
+    });
+}
+
+#[test]
+fn the_docker_socket_is_never_mounted() {
+    support::block_on(async {
+        let Some((engine, image)) = docker_and_image().await else {
+            return;
+        };
+        let spec = BuildContainerSpec {
+            image,
+            bind_mounts_ro: vec![(
+                "/var/run/docker.sock".to_string(),
+                "/var/run/docker.sock".to_string(),
+            )],
+            ..Default::default()
+        };
+        match engine.create_build_container(&spec).await {
+            Err(Error::RefusedMount { .. }) => {}
+            other => panic!("expected Error::RefusedMount, got {other:?}"),
+        }
+        assert_no_leftovers(&engine).await;
+    });
+}
+
+#[test]
+fn a_failed_pull_names_the_offline_stand_in() {
+    support::block_on(async {
+        let Some(engine) = support::require_docker().await else {
+            return;
+        };
+        // Loopback port 9 (discard): nothing listens, no traffic leaves the machine.
+        let image = "127.0.0.1:9/nope/nope:latest";
+        let mut messages = Vec::new();
+        let result = engine
+            .ensure_image(image, |progress| messages.push(progress))
+            .await;
+        let Err(error @ Error::Pull { .. }) = result else {
+            panic!("expected Error::Pull, got {result:?} after {messages:?}");
+        };
+        let message = error.to_string();
+        assert!(
+            message.contains("bash scripts/standin-image.sh"),
+            "{message}"
+        );
+        assert!(message.contains("LAYER_BUILD_IMAGE"), "{message}");
+        assert!(message.contains(image), "{message}");
+        assert!(!message.contains('\n'), "not one line: {message}");
+    });
+}
+
+#[test]
+fn session_containers_are_removed_in_one_call() {
+    support::block_on(async {
+        let Some((engine, image)) = docker_and_image().await else {
+            return;
+        };
+        let first = build_container(&engine, &image).await;
+        let second = build_container(&engine, &image).await;
+        let removed = engine
+            .remove_session_containers()
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(removed, 2);
+        assert_no_leftovers(&engine).await;
+        // The guards find their containers gone, which is fine.
+        drop((first, second));
+        assert_no_leftovers(&engine).await;
+    });
+}
+
+#[test]
+fn a_tar_can_be_uploaded_in_chunks() {
+    support::block_on(async {
+        let Some((engine, image)) = docker_and_image().await else {
+            return;
+        };
+        let container = build_container(&engine, &image).await;
+        let tar = tar_of(&[("deep/file.txt", "streamed\n")]);
+        let (sender, receiver) = tokio::sync::mpsc::channel(2);
+        let producer = tokio::spawn(async move {
+            for chunk in tar.chunks(100) {
+                if sender.send(Ok(chunk.to_vec())).await.is_err() {
+                    break;
+                }
+            }
+        });
+        engine
+            .upload_stream(&container, "/srv/new dir", receiver)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        producer.await.unwrap_or_else(|error| panic!("{error}"));
+        let read = sh(
+            &engine,
+            &container,
+            None,
+            "cat '/srv/new dir/deep/file.txt'",
+        )
+        .await;
+        assert_eq!(read, (0, "streamed\n".to_string()));
+        container
+            .remove()
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_no_leftovers(&engine).await;
+    });
+}
