@@ -5,6 +5,7 @@
 //! parse + lint → settings → source → (no-op check) → container → driver → artifact → zip.
 
 mod key;
+mod outputs;
 mod run;
 mod settings;
 mod source;

@@ -70,7 +70,13 @@ const SHELLS: &[&str] = &["bash", "/bin/sh", "powershell.exe", "cmd.exe"];
 const RUNTIMES: &[&str] = &[
     "android", "dotnet", "golang", "java", "nodejs", "php", "python", "ruby",
 ];
-const BATCH_KEYS: &[&str] = &["fast-fail", "build-list", "build-matrix", "build-graph"];
+const BATCH_KEYS: &[&str] = &[
+    "fast-fail",
+    "build-list",
+    "build-matrix",
+    "build-graph",
+    "build-fanout",
+];
 const BATCH_BUILD_KEYS: &[&str] = &[
     "identifier",
     "buildspec",
@@ -465,8 +471,12 @@ fn read_phase(r: &mut Reader, name: PhaseName, entry: &yaml::Entry) -> Option<Ph
         commands: Vec::new(),
         finally: Vec::new(),
     };
-    if let Some(n) = node.get("runtime-versions") {
-        phase.runtime_versions = read_runtime_versions(r, name, n);
+    let runtime_versions = node.as_map().and_then(|m| {
+        m.iter()
+            .find(|e| e.key.as_str() == Some("runtime-versions"))
+    });
+    if let Some(entry) = runtime_versions {
+        phase.runtime_versions = read_runtime_versions(r, name, entry.key.span, &entry.value);
     }
     if let Some(n) = node.get("commands") {
         phase.commands = r.commands(n, &format!("{what} commands"));
@@ -480,10 +490,10 @@ fn read_phase(r: &mut Reader, name: PhaseName, entry: &yaml::Entry) -> Option<Ph
 fn read_runtime_versions(
     r: &mut Reader,
     phase: PhaseName,
+    key_span: Span,
     node: &Node,
 ) -> Vec<(Spanned<String>, Spanned<String>)> {
     if phase != PhaseName::Install {
-        let key_span = node.span;
         r.report_with_help(
             &rules::MISPLACED_RUNTIME_VERSIONS,
             key_span,
@@ -522,12 +532,24 @@ fn read_runtime_versions(
 fn check_float_version(r: &mut Reader, node: &Node, version: &Spanned<String>) {
     let plain = matches!(&node.value, yaml::Value::Scalar(s) if s.plain);
     let text = &version.value;
-    if plain && text.contains('.') && text.ends_with('0') && text.parse::<f64>().is_ok() {
-        let trimmed = text.trim_end_matches('0');
+    let Some((whole, fraction)) = text.split_once('.') else {
+        return;
+    };
+    let numeric = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    let significant = fraction.trim_end_matches('0');
+    // `3.10` reads as 3.1; `8.0` stays 8.0, so only a dropped zero after other digits matters.
+    if plain
+        && numeric(whole)
+        && numeric(fraction)
+        && !significant.is_empty()
+        && significant != fraction
+    {
         r.report_with_help(
             &rules::FLOAT_VERSION,
             version.span,
-            format!("unquoted `{text}` is the number {trimmed} to YAML, not version {text}"),
+            format!(
+                "unquoted `{text}` is the number {whole}.{significant} to YAML, not version {text}"
+            ),
             format!("quote it: \"{text}\""),
         );
     }
@@ -737,12 +759,13 @@ fn read_batch(r: &mut Reader, node: &Node) {
         .filter(|e| {
             matches!(
                 e.key.as_str(),
-                Some("build-list" | "build-matrix" | "build-graph")
+                Some("build-list" | "build-matrix" | "build-graph" | "build-fanout")
             )
         })
         .collect();
     for extra in kinds.iter().skip(1) {
-        let message = "a batch uses exactly one of build-list, build-matrix and build-graph";
+        let message =
+            "a batch uses exactly one of build-list, build-matrix, build-graph and build-fanout";
         r.report(&rules::BATCH_CONFLICT, extra.key.span, message);
     }
     if let Some(n) = node.get("fast-fail") {

@@ -156,24 +156,45 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SyntaxError> {
     builder.documents()
 }
 
-/// saphyr reports character indices; diagnostics and snippets need byte offsets.
+/// saphyr reports character indices; diagnostics and snippets need byte offsets. Line and column
+/// are derived from the offset (lines end at `\n` only), so all three always agree.
 struct CharOffsets {
     byte_of_char: Vec<usize>,
+    /// Byte offset where each line starts.
+    line_starts: Vec<usize>,
+    text_len: usize,
+    chars_before_line: Vec<usize>,
 }
 
 impl CharOffsets {
     fn new(text: &str) -> Self {
         let mut byte_of_char: Vec<usize> = text.char_indices().map(|(b, _)| b).collect();
         byte_of_char.push(text.len());
-        CharOffsets { byte_of_char }
+        let mut line_starts = vec![0];
+        let mut chars_before_line = vec![0];
+        for (chars, (b, c)) in text.char_indices().enumerate() {
+            if c == '\n' {
+                line_starts.push(b + 1);
+                chars_before_line.push(chars + 1);
+            }
+        }
+        CharOffsets {
+            byte_of_char,
+            line_starts,
+            text_len: text.len(),
+            chars_before_line,
+        }
     }
 
     fn pos(&self, marker: &saphyr_parser::Marker) -> Pos {
         let last = self.byte_of_char.len() - 1;
+        let char_index = marker.index().min(last);
+        let offset = self.byte_of_char[char_index].min(self.text_len);
+        let line = self.line_starts.partition_point(|start| *start <= offset);
         Pos {
-            line: marker.line().max(1),
-            col: marker.col() + 1,
-            offset: self.byte_of_char[marker.index().min(last)],
+            line,
+            col: char_index - self.chars_before_line[line - 1] + 1,
+            offset,
         }
     }
 

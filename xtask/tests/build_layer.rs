@@ -297,3 +297,165 @@ fn the_seed_layer_builds_with_python_at_the_zip_root() {
     }
     assert!(s["unzipped_bytes"].as_u64().unwrap_or(0) < 262_144_000);
 }
+
+#[test]
+fn secondary_artifacts_and_reports_land_in_the_out_dir() {
+    if support::block_on(support::require_docker()).is_none() {
+        return;
+    }
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p layer/python docs out\n      - echo 'A = 1' > layer/python/a.py\n      - echo hello > docs/readme.txt\n      - echo '<testsuite/>' > out/junit.xml\nreports:\n  unit:\n    base-directory: out\n    files: ['*.xml']\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n  secondary-artifacts:\n    docs:\n      files: ['docs/*']\n";
+    let dir = project(spec, &[]);
+    let output = build_layer(dir.path(), &[]);
+    let s = summary(&output);
+    assert_eq!(
+        s["status"],
+        "SUCCEEDED",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        zip_names(&dir.path().join("target/layer/docs.zip")),
+        ["docs/readme.txt"]
+    );
+    assert_eq!(s["secondary_artifacts"][0]["identifier"], "docs");
+    let report = dir.path().join("target/layer/reports/unit/junit.xml");
+    assert_eq!(
+        std::fs::read_to_string(report).expect("report copied"),
+        "<testsuite/>\n"
+    );
+}
+
+#[test]
+fn a_python_the_image_does_not_have_fails_with_a_clear_message() {
+    if support::block_on(support::require_docker()).is_none() {
+        return;
+    }
+    let spec = "version: 0.2\nphases:\n  install:\n    runtime-versions:\n      python: \"3.11\"\n  build:\n    commands:\n      - echo never\nartifacts:\n  files: ['python/**/*']\n";
+    let dir = project(spec, &[]);
+    let template = LAYER_TEMPLATE.replace("python3.9", "python3.11");
+    std::fs::write(dir.path().join("template.yaml"), template).expect("write template");
+    let output = build_layer(dir.path(), &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("asks for python 3.11") && stderr.contains("cannot switch runtimes"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("echo never\n"), "{stderr}");
+}
+
+#[test]
+fn cache_paths_persist_between_builds_unless_disabled() {
+    if support::block_on(support::require_docker()).is_none() {
+        return;
+    }
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p /root/.cache/xtask-test layer/python && touch layer/python/x.py\n      - if [ -f /root/.cache/xtask-test/mark ]; then echo \"cache: warm\"; else echo \"cache: cold\"; fi\n      - echo $CODEBUILD_BUILD_NUMBER > /root/.cache/xtask-test/mark\ncache:\n  paths:\n    - '/root/.cache/xtask-test/**/*'\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
+    let dir = project(spec, &[]);
+    let first = build_layer(dir.path(), &[]);
+    assert!(String::from_utf8_lossy(&first.stderr).contains("cache: cold"));
+    let second = build_layer(dir.path(), &["--force"]);
+    assert!(String::from_utf8_lossy(&second.stderr).contains("cache: warm"));
+    let without = build_layer(dir.path(), &["--force", "--no-cache"]);
+    assert!(String::from_utf8_lossy(&without.stderr).contains("cache: cold"));
+}
+
+#[test]
+fn host_proxy_and_ca_are_forwarded_but_aws_credentials_are_not() {
+    if support::block_on(support::require_docker()).is_none() {
+        return;
+    }
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo \"proxy=${HTTPS_PROXY:-none} key=${AWS_ACCESS_KEY_ID:-none}\"\n      - if [ -s \"${PIP_CERT:-/nonexistent}\" ]; then echo ca=present; else echo ca=absent; fi\n      - mkdir -p layer/python && touch layer/python/x.py\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
+    let dir = project(spec, &[]);
+    let run = |extra: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .arg("build-layer")
+            .arg("--source")
+            .arg(dir.path())
+            .args(["--image", &support::standin_image(), "--json", "--force"])
+            .args(extra)
+            .env("HTTPS_PROXY", "http://proxy.invalid:3128")
+            .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEEXAMPLE12")
+            .env("PIP_CERT", "/etc/ssl/certs/ca-certificates.crt")
+            .output()
+            .expect("run xtask");
+        String::from_utf8_lossy(&output.stderr).to_string()
+    };
+    let forwarded = run(&[]);
+    assert!(
+        forwarded.contains("proxy=http://proxy.invalid:3128 key=none"),
+        "{forwarded}"
+    );
+    assert!(forwarded.contains("ca=present"), "{forwarded}");
+    let isolated = run(&["--no-host-network-config"]);
+    assert!(isolated.contains("proxy=none key=none"), "{isolated}");
+    assert!(isolated.contains("ca=absent"), "{isolated}");
+}
+
+#[test]
+fn a_second_build_of_the_same_layer_fails_at_once() {
+    if support::block_on(support::require_docker()).is_none() {
+        return;
+    }
+    let dir = project(SMALL_LAYER, &[("src/mod.py", "VALUE = 1\n")]);
+    let out_dir = dir.path().join("target/layer");
+    std::fs::create_dir_all(&out_dir).expect("out-dir");
+    let lock = std::fs::File::create(out_dir.join(".lock")).expect("lock file");
+    lock.try_lock().expect("take the lock");
+    let output = build_layer(dir.path(), &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("another build of this layer is running"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unreachable_docker_daemon_is_one_clear_line() {
+    let dir = project(SMALL_LAYER, &[("src/mod.py", "VALUE = 1\n")]);
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["build-layer", "--source"])
+        .arg(dir.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .expect("run xtask");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("cannot reach the Docker daemon"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn top_level_run_as_runs_the_commands_as_that_user() {
+    if support::block_on(support::require_docker()).is_none() {
+        return;
+    }
+    let spec = "version: 0.2\nrun-as: nobody\nphases:\n  build:\n    commands:\n      - echo \"user=$(id -un)\"\n      - mkdir -p layer/python && touch layer/python/x.py\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
+    let dir = project(spec, &[]);
+    let output = build_layer(dir.path(), &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("user=nobody"), "{stderr}");
+}
+
+#[test]
+fn per_phase_run_as_is_refused_before_any_container() {
+    let spec = "version: 0.2\nphases:\n  build:\n    run-as: nobody\n    commands: [echo]\nartifacts:\n  files: ['python/**/*']\n";
+    let dir = project(spec, &[]);
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["build-layer", "--source"])
+        .arg(dir.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .expect("run xtask");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("run-as in phase build is not supported"),
+        "{stderr}"
+    );
+}

@@ -3,33 +3,29 @@
 //! error, Ctrl-C) drops the container's guard and removes it.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 
 use super::key::{self, KeyInputs};
+use super::outputs::{self, Collected, InContainer};
 use super::settings::{source_number, Settings};
 use super::source::Source;
 use super::summary::{PhaseResult, Summary};
 use super::variables::{self, UserVariables, Variables};
 use super::BuildLayer;
-use crate::artifacts;
 use crate::buildspec::PhaseName;
 use crate::engine::{BuildContainer, BuildContainerSpec, Engine};
-use crate::manifest::{Manifest, Verification, MANIFEST_VERSION};
+use crate::manifest::Manifest;
 use crate::plan::{self, Marker, PlanInputs};
 
-/// Lambda's limit for a function plus all its layers, unzipped.
-pub const MAX_UNZIPPED_BYTES: u64 = 262_144_000;
-/// Above this a zip cannot be uploaded inline (ZipFile); it has to go through S3.
-pub const MAX_INLINE_ZIP_BYTES: u64 = 52_428_800;
 /// Where the host's CA bundle is put in the container.
 const CONTAINER_CA_DIR: &str = "/tmp/xtask-host-ca";
 const CONTAINER_CA_FILE: &str = "/tmp/xtask-host-ca/ca-bundle.crt";
 
 /// Where the build's log lines go: the terminal, or stderr when stdout carries JSON.
-fn log(json: bool, line: &str) {
+pub(super) fn log(json: bool, line: &str) {
     if json {
         eprintln!("{line}");
     } else {
@@ -166,7 +162,7 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
         secrets: &secrets,
         source_files: source.files.len(),
     };
-    let mut summary = tokio::select! {
+    let (mut summary, collected) = tokio::select! {
         result = in_container(&run, &spec, packed.tar, ca_bundle.as_deref(), env) => result?,
         code = interrupted() => {
             // The build future (and its container guard) is dropped here; remove the container
@@ -175,19 +171,20 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
             if let Err(e) = engine.remove_session_containers().await {
                 log(json, &format!("warning: {e}"));
             }
-            Summary { interrupted: Some(code), ..Summary::default() }
+            let _ = std::fs::remove_dir_all(outputs::staging_dir(&settings.out_dir));
+            (Summary { interrupted: Some(code), ..Summary::default() }, None)
         }
     };
     summary.duration_ms = started.elapsed().as_millis() as u64;
-    if summary.interrupted.is_none() && summary.succeeded {
-        finish_layer(
-            &settings,
-            &build_key,
-            &image_id,
-            source.git_revision,
-            &mut summary,
+    if let Some(collected) = collected.filter(|_| summary.succeeded) {
+        let finish = outputs::Finish {
+            settings: &settings,
+            build_key: &build_key,
+            image_id: &image_id,
+            git_revision: source.git_revision,
             json,
-        )?;
+        };
+        finish.write(collected, &mut summary)?;
     }
     print_summary(&summary, json);
     Ok(summary)
@@ -209,7 +206,7 @@ async fn in_container(
     source_tar: Vec<u8>,
     ca_bundle: Option<&Path>,
     env: Variables,
-) -> anyhow::Result<Summary> {
+) -> anyhow::Result<(Summary, Option<Collected>)> {
     let container = run.engine.create_build_container(spec).await?;
     let result = drive(run, &container, source_tar, ca_bundle, env).await;
     if let Err(e) = container.remove().await {
@@ -224,7 +221,7 @@ async fn drive(
     source_tar: Vec<u8>,
     ca_bundle: Option<&Path>,
     env: Variables,
-) -> anyhow::Result<Summary> {
+) -> anyhow::Result<(Summary, Option<Collected>)> {
     let json = run.json;
     log(
         json,
@@ -264,6 +261,28 @@ async fn drive(
         .run_as
         .as_ref()
         .map(|u| u.value.as_str());
+    if let Some(user) = user {
+        // The source was unpacked as root; the run-as user builds in it.
+        let chown = [
+            "chown".to_string(),
+            "-R".to_string(),
+            user.to_string(),
+            run.src_dir.to_string(),
+        ];
+        let mut out = Vec::new();
+        let code = run
+            .engine
+            .exec(container, &chown, &[], None, None, |chunk| {
+                out.extend_from_slice(chunk)
+            })
+            .await?;
+        if code != 0 {
+            bail!(
+                "run-as {user}: cannot hand the source to that user: {}",
+                String::from_utf8_lossy(&out).trim()
+            );
+        }
+    }
     let mut output = OutputReader::new(json, run.secrets);
     let exit = run
         .engine
@@ -274,17 +293,27 @@ async fn drive(
     output.flush();
     let mut summary = output.summary;
     summary.succeeded = output.build_succeeded == Some(true) && exit == 0;
-    if summary.succeeded {
-        log(
-            json,
-            &format!(
-                "[Container] {} Entering phase UPLOAD_ARTIFACTS",
-                timestamp()
-            ),
-        );
-        collect_artifact(run, container).await?;
+    let at = InContainer {
+        engine: run.engine,
+        container,
+        src_dir: run.src_dir,
+    };
+    // Reports are copied whatever the outcome: a failed build is when they matter most.
+    let (reports, warnings) = outputs::collect_reports(&at, run.settings).await;
+    summary.reports = reports;
+    summary.warnings.extend(warnings);
+    if !summary.succeeded {
+        return Ok((summary, None));
     }
-    Ok(summary)
+    log(
+        json,
+        &format!(
+            "[Container] {} Entering phase UPLOAD_ARTIFACTS",
+            timestamp()
+        ),
+    );
+    let collected = outputs::collect_artifacts(&at, run.settings).await?;
+    Ok((summary, Some(collected)))
 }
 
 /// Reads the driver's output: log lines to the terminal (secrets masked), marker lines into the
@@ -404,137 +433,6 @@ async fn check_runtime_versions(run: &Run<'_>, container: &BuildContainer) -> an
     Ok(())
 }
 
-/// Downloads the artifact root and extracts the selected files into a staging directory.
-async fn collect_artifact(run: &Run<'_>, container: &BuildContainer) -> anyhow::Result<()> {
-    let Some(artifacts_spec) = &run.settings.buildspec.artifacts else {
-        return Ok(());
-    };
-    let base = artifacts_spec
-        .primary
-        .base_directory
-        .as_ref()
-        .map(|b| b.value.trim_end_matches('/').to_string());
-    if base.as_deref().is_some_and(|b| b.contains(['*', '?', '['])) {
-        bail!("a glob in artifacts.base-directory is not supported by local builds yet");
-    }
-    let root = match &base {
-        Some(b) if b.starts_with('/') => b.clone(),
-        Some(b) => format!("{}/{}", run.src_dir, b),
-        None => run.src_dir.to_string(),
-    };
-    let staging = staging_dir(&run.settings.out_dir);
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging)?;
-    // `dir/.` makes the daemon send the directory's contents, with entry names relative to it.
-    let reader = run.engine.download(container, &format!("{root}/.")).await?;
-    let selection = artifacts::Selection::from_spec(&artifacts_spec.primary)?;
-    let staging_for_task = staging.clone();
-    tokio::task::spawn_blocking(move || {
-        artifacts::extract_tar(reader, &staging_for_task, &selection)
-    })
-    .await
-    .context("the artifact extraction stopped")??;
-    Ok(())
-}
-
-fn staging_dir(out_dir: &Path) -> PathBuf {
-    out_dir.join(".staging")
-}
-
-/// Zip, size limits, manifest: only after a successful build.
-fn finish_layer(
-    settings: &Settings,
-    build_key: &str,
-    image_id: &str,
-    git_revision: Option<String>,
-    summary: &mut Summary,
-    json: bool,
-) -> anyhow::Result<()> {
-    let staging = staging_dir(&settings.out_dir);
-    let tree = single_zip_contents(&staging, json)?.unwrap_or_else(|| staging.clone());
-    let zip_path = settings.zip_path();
-    let zip = artifacts::write_zip(&tree, &zip_path, &artifacts::ZipOptions::from_env()?)?;
-    let _ = std::fs::remove_dir_all(&staging);
-
-    let mut verification = Verification {
-        passed: true,
-        ..Default::default()
-    };
-    if zip.unzipped_bytes > MAX_UNZIPPED_BYTES {
-        verification.errors.push(format!(
-            "the layer is {} bytes unzipped, over Lambda's limit of {MAX_UNZIPPED_BYTES} bytes for a function and all its layers",
-            zip.unzipped_bytes
-        ));
-    }
-    if zip.zipped_bytes > MAX_INLINE_ZIP_BYTES {
-        verification.warnings.push(format!(
-            "the zip is {} bytes, over {MAX_INLINE_ZIP_BYTES}: it cannot be uploaded inline and will go through S3",
-            zip.zipped_bytes
-        ));
-    }
-    verification.passed = verification.errors.is_empty();
-    let manifest = Manifest {
-        manifest_version: MANIFEST_VERSION,
-        layer_name: settings.layer_name.clone(),
-        zip: zip_path
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default(),
-        sha256: zip.sha256_hex.clone(),
-        code_sha256: zip.code_sha256.clone(),
-        zipped_bytes: zip.zipped_bytes,
-        unzipped_bytes: zip.unzipped_bytes,
-        file_count: zip.files,
-        compatible_runtimes: settings.compatible_runtimes.clone(),
-        architecture: settings.arch.clone(),
-        image: settings.image.clone(),
-        image_id: image_id.to_string(),
-        build_key: build_key.to_string(),
-        git_revision,
-        built_at: crate::util::rfc3339_now(),
-        verification: verification.clone(),
-    };
-    manifest.write(&settings.manifest_path())?;
-    summary.zip = Some(zip_path.display().to_string());
-    summary.manifest = Some(settings.manifest_path().display().to_string());
-    summary.sha256 = Some(zip.sha256_hex);
-    summary.code_sha256 = Some(zip.code_sha256);
-    summary.zipped_bytes = zip.zipped_bytes;
-    summary.unzipped_bytes = zip.unzipped_bytes;
-    summary.file_count = zip.files;
-    summary.warnings.extend(verification.warnings);
-    if !verification.errors.is_empty() {
-        // A layer Lambda would refuse is not a successful build; the zip stays for inspection.
-        summary.errors.extend(verification.errors);
-        summary.succeeded = false;
-    }
-    Ok(())
-}
-
-/// When the artifact is exactly one zip file, the build zipped the layer itself: its contents
-/// are the layer (extracted with the same safety rules, then re-zipped deterministically).
-fn single_zip_contents(staging: &Path, json: bool) -> anyhow::Result<Option<PathBuf>> {
-    let entries: Vec<_> = std::fs::read_dir(staging)?.collect::<Result<_, _>>()?;
-    let [entry] = entries.as_slice() else {
-        return Ok(None);
-    };
-    let path = entry.path();
-    if !(path.is_file() && path.extension().is_some_and(|e| e == "zip")) {
-        return Ok(None);
-    }
-    let unzipped = staging.join(".unzipped");
-    artifacts::unzip(&path, &unzipped, false)?;
-    let name = entry.file_name();
-    log(
-        json,
-        &format!(
-            "the artifact is a single zip ({}): using its contents as the layer",
-            name.to_string_lossy()
-        ),
-    );
-    Ok(Some(unzipped))
-}
-
 fn up_to_date_summary(settings: &Settings, manifest: &Manifest, started: Instant) -> Summary {
     Summary {
         succeeded: true,
@@ -561,6 +459,12 @@ fn print_summary(summary: &Summary, json: bool) {
     }
     for error in &summary.errors {
         println!("error: {error}");
+    }
+    for report in &summary.reports {
+        println!("reports: {report}");
+    }
+    for (id, zip) in &summary.secondary {
+        println!("secondary artifact {id}: {zip}");
     }
     for (name, value) in &summary.exported {
         println!("exported {name}={}", value.as_deref().unwrap_or(""));

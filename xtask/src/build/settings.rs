@@ -73,6 +73,13 @@ impl Settings {
         let Some(buildspec) = parsed.buildspec else {
             bail!("{} is not a buildspec", buildspec_path.display());
         };
+        if let Some(phase) = buildspec.phases.iter().find(|p| p.run_as.is_some()) {
+            bail!(
+                "{}: run-as in phase {} is not supported by local builds yet (all phases share one shell); use the top-level run-as",
+                buildspec_path.display(),
+                phase.name.key()
+            );
+        }
         if buildspec.artifacts.is_none() {
             bail!("{} declares no artifacts: there is no layer to package (add `artifacts: base-directory: layer, files: ['python/**/*']`)", buildspec_path.display());
         }

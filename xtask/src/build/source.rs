@@ -195,4 +195,29 @@ mod tests {
             .collect();
         assert_eq!(names, ["a"]);
     }
+
+    #[test]
+    fn a_git_checkout_sends_tracked_and_untracked_but_not_ignored_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let sh = xshell::Shell::new().unwrap();
+        sh.change_dir(root);
+        xshell::cmd!(sh, "git init -q").run().unwrap();
+        for (file, content) in [
+            (".gitignore", "*.log\n"),
+            ("tracked.txt", "t"),
+            ("untracked.txt", "u"),
+            ("debug.log", "ignored"),
+            ("target/layer/x.zip", "build output"),
+        ] {
+            let path = root.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        xshell::cmd!(sh, "git add tracked.txt .gitignore")
+            .run()
+            .unwrap();
+        let source = Source::discover(root).unwrap();
+        assert_eq!(source.files, [".gitignore", "tracked.txt", "untracked.txt"]);
+    }
 }

@@ -25,6 +25,10 @@ pub struct Summary {
     pub unzipped_bytes: u64,
     pub file_count: u64,
     pub exported: Vec<(String, Option<String>)>,
+    /// Secondary artifacts: `(identifier, zip path)`.
+    pub secondary: Vec<(String, String)>,
+    /// Report directories copied to the out-dir.
+    pub reports: Vec<String>,
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
     pub duration_ms: u64,
@@ -70,6 +74,8 @@ impl Summary {
             "sha256": self.sha256,
             "code_sha256": self.code_sha256,
             "exported_variables": exported,
+            "secondary_artifacts": self.secondary.iter().map(|(id, zip)| json!({"identifier": id, "zip": zip})).collect::<Vec<_>>(),
+            "reports": self.reports,
             "errors": self.errors,
             "warnings": self.warnings,
             "duration_ms": self.duration_ms,

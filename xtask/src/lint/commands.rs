@@ -8,8 +8,8 @@ use regex::Regex;
 
 use super::shell::{mask_literals, simple_commands, SimpleCommand};
 use super::Context;
-use crate::buildspec::Shell;
-use crate::diagnostic::{Diagnostic, Severity};
+use crate::buildspec::{Shell, Spanned};
+use crate::diagnostic::{Diagnostic, Location, Severity};
 use crate::rules::{self, Rule};
 
 pub fn check(cx: &Context, out: &mut Vec<Diagnostic>) {
@@ -19,11 +19,14 @@ pub fn check(cx: &Context, out: &mut Vec<Diagnostic>) {
     let mut earlier_text = String::new();
     for (_, command) in spec.all_commands() {
         let simple = simple_commands(&command.value);
-        let at = |needle: &str| cx.locate(command, needle);
+        let at = |from: usize, needle: &str| locate_from(cx, command, from, needle);
         for cmd in &simple {
             interactive_hazards(cmd, &command.value, &at, out);
             publishing(cmd, &at, out);
-            files.check(cmd, &earlier_text, &at, out);
+            // Files made earlier in this same command (`curl -o x.sh ... && sh x.sh`) count too.
+            let start = cmd.words.first().map_or(0, |w| w.offset);
+            let before = command.value.get(..start).unwrap_or_default();
+            files.check(cmd, &earlier_text, before, &at, out);
         }
         if shell == Shell::Sh {
             bash_only_syntax(&command.value, &simple, &at, out);
@@ -41,10 +44,39 @@ fn diagnostic(
     Diagnostic::new(rule, message).at(span_loc)
 }
 
-type Locate<'a> = dyn Fn(&str) -> crate::diagnostic::Location + 'a;
+/// Finds a needle at or after a byte offset of the command's text.
+type Locate<'a> = dyn Fn(usize, &str) -> Location + 'a;
+
+/// The first occurrence of `needle` at or after byte `from` of the command's text, found in the
+/// source (where quotes and block indentation shift it) by counting the occurrences before it;
+/// else the first occurrence anywhere in the command, else the whole command.
+fn locate_from(cx: &Context, command: &Spanned<String>, from: usize, needle: &str) -> Location {
+    if needle.is_empty() {
+        return cx.locate(command, needle);
+    }
+    let nth = command
+        .value
+        .get(..from)
+        .unwrap_or_default()
+        .matches(needle)
+        .count();
+    let file = &cx.parsed.file;
+    let start = command.span.start.offset;
+    let end = command.span.end.offset.min(file.text.len());
+    let found = file
+        .text
+        .get(start..end)
+        .and_then(|source| source.match_indices(needle).nth(nth));
+    match found {
+        Some((i, _)) => file.at(file.span_at(start + i, needle.len())),
+        None => cx.locate(command, needle),
+    }
+}
 
 fn interactive_hazards(cmd: &SimpleCommand, whole: &str, at: &Locate, out: &mut Vec<Diagnostic>) {
     let words: Vec<&str> = cmd.command().iter().map(|w| w.text.as_str()).collect();
+    let from = cmd.command().first().map_or(0, |w| w.offset);
+    let at = |needle: &str| at(from, needle);
     let hazard = |message: String, help: &str, severity: Severity| {
         Diagnostic::new(&rules::INTERACTIVE_HAZARD, message)
             .severity(severity)
@@ -92,7 +124,8 @@ fn interactive_hazards(cmd: &SimpleCommand, whole: &str, at: &Locate, out: &mut 
             .at(at("configure")),
         ),
         [pm @ ("apt-get" | "apt" | "yum" | "dnf" | "microdnf"), action @ ("install" | "remove" | "upgrade" | "dist-upgrade"), ..]
-            if !cmd.has_flag(&["--yes", "--assume-yes"], Some('y')) =>
+            // apt-get: quiet level 2 (`-qq`) implies -y.
+            if !cmd.has_flag(&["--yes", "--assume-yes", "-qq"], Some('y')) =>
         {
             out.push(
                 hazard(
@@ -117,6 +150,7 @@ fn interactive_hazards(cmd: &SimpleCommand, whole: &str, at: &Locate, out: &mut 
 
 fn publishing(cmd: &SimpleCommand, at: &Locate, out: &mut Vec<Diagnostic>) {
     let words: Vec<&str> = cmd.command().iter().map(|w| w.text.as_str()).collect();
+    let from = cmd.command().first().map_or(0, |w| w.offset);
     let what = match words.as_slice() {
         ["sam", sub @ ("deploy" | "package" | "publish"), ..] => format!("sam {sub}"),
         ["aws", "lambda", sub @ ("publish-layer-version" | "update-function-code"), ..] => {
@@ -132,7 +166,7 @@ fn publishing(cmd: &SimpleCommand, at: &Locate, out: &mut Vec<Diagnostic>) {
     out.push(
         diagnostic(
             &rules::PUBLISH_IN_BUILD,
-            at(first),
+            at(from, first),
             format!("`{what}` publishes from inside the build, which then needs AWS credentials and cannot run locally without them"),
         )
         .help("build the layer here and publish it as a separate step: `cargo xtask deploy`"),
@@ -158,12 +192,18 @@ const BASH_PATTERNS: &[BashPattern] = &[
         what: "array subscripts",
     },
     BashPattern {
-        regex: r"pipefail",
+        // `set -o pipefail`, `set -euo pipefail`, `set -e -o pipefail`; not `bash -o pipefail`.
+        regex: r"(^|[\s;&|(])set(\s+-[A-Za-z]+)*\s+-[A-Za-z]*o\s*pipefail",
         what: "`set -o pipefail`",
     },
     BashPattern {
         regex: r"<<<",
         what: "here-strings (`<<<`)",
+    },
+    BashPattern {
+        // `bash <(curl ...)` too: the calling shell parses the `<(`.
+        regex: r"[<>]\(",
+        what: "process substitution (`<(...)`)",
     },
     BashPattern {
         regex: r"&>",
@@ -206,27 +246,35 @@ fn bash_patterns() -> &'static [(Regex, &'static str)] {
 
 fn bash_only_syntax(text: &str, simple: &[SimpleCommand], at: &Locate, out: &mut Vec<Diagnostic>) {
     let masked = mask_literals(text);
-    let mut found: Vec<(&str, String)> = Vec::new();
+    // (what, the offending text, its byte offset in `text`)
+    let mut found: Vec<(&str, String, usize)> = Vec::new();
     for (regex, what) in bash_patterns() {
-        if let Some(m) = regex.find(&masked) {
-            let needle = m
-                .as_str()
-                .trim_start_matches(|c: char| c.is_whitespace() || ";&|(!".contains(c));
-            found.push((what, needle.to_string()));
+        let Some(caps) = regex.captures(&masked) else {
+            continue;
+        };
+        if let Some(m) = caps.get(0) {
+            // A leading `(^|[\s;&|...])` group is context, not part of the syntax (`&>` keeps its `&`).
+            let start = match caps.get(1) {
+                Some(context) if regex.as_str().starts_with("(^|") => context.end(),
+                _ => m.start(),
+            };
+            let needle = masked.get(start..m.end()).unwrap_or_default();
+            found.push((what, needle.to_string(), start));
         }
     }
     for cmd in simple {
         if let Some(name) = cmd.name().filter(|n| BASH_BUILTINS.contains(n)) {
-            found.push(("a bash builtin", name.to_string()));
+            let from = cmd.command().first().map_or(0, |w| w.offset);
+            found.push(("a bash builtin", name.to_string(), from));
         }
     }
-    for (what, needle) in found {
+    for (what, needle, from) in found {
         let message = format!(
             "{what} `{}` need bash, but commands run in /bin/sh (CodeBuild's default on Linux)",
             needle.trim()
         );
         out.push(
-            diagnostic(&rules::BASH_ONLY_SYNTAX, at(&needle), message)
+            diagnostic(&rules::BASH_ONLY_SYNTAX, at(from, &needle), message)
                 .help("add `env: shell: bash` or rewrite it in POSIX sh"),
         );
     }
@@ -252,6 +300,7 @@ impl FileTracker {
         &mut self,
         cmd: &SimpleCommand,
         earlier: &str,
+        before: &str,
         at: &Locate,
         out: &mut Vec<Diagnostic>,
     ) {
@@ -265,20 +314,23 @@ impl FileTracker {
             return;
         }
         let Some(cwd) = &self.cwd else { return };
+        let from = cmd.command().first().map_or(0, |w| w.offset);
         for path in referenced_files(&words) {
-            if !is_checkable(path) || earlier.contains(path) {
+            if !is_checkable(path) || earlier.contains(path) || before.contains(path) {
                 continue;
             }
-            let full = self.root.join(cwd).join(path);
-            if !full.exists() {
-                let shown = cwd.join(path);
+            // `..` resolved by name: `cd build` may enter a directory only the build creates.
+            let Some(shown) = follow_cd(cwd, path) else {
+                continue;
+            };
+            if !self.root.join(&shown).exists() {
                 let message = format!(
                     "`{}` does not exist in the source ({})",
                     path,
                     shown.display()
                 );
                 out.push(
-                    diagnostic(&rules::MISSING_FILE, at(path), message)
+                    diagnostic(&rules::MISSING_FILE, at(from, path), message)
                         .help("commit the file or fix the path (paths are relative to the source root, after any `cd`)"),
                 );
             }
@@ -306,12 +358,12 @@ fn follow_cd(cwd: &Path, target: &str) -> Option<PathBuf> {
     Some(path)
 }
 
-/// A relative, literal path we can look up.
+/// A relative, literal path we can look up (not a redirection or `<(process substitution)`).
 fn is_checkable(path: &str) -> bool {
     !path.is_empty()
         && !path.starts_with('/')
         && !path.starts_with('-')
-        && !path.contains(['$', '*', '?', '~', '`', '{', '['])
+        && !path.contains(['$', '*', '?', '~', '`', '{', '[', '<', '>', '(', ')'])
 }
 
 /// Files a command clearly reads: pip requirement/constraint files, scripts run by a shell or
@@ -343,9 +395,7 @@ fn referenced_files<'a>(words: &[&'a str]) -> Vec<&'a str> {
         return files;
     }
     match words {
-        ["sh" | "bash", rest @ ..] if !rest.contains(&"-c") => {
-            files.extend(rest.iter().find(|w| !w.starts_with('-')).copied());
-        }
+        ["sh" | "bash", rest @ ..] => files.extend(shell_script(rest)),
         ["." | "source", file, ..] => files.push(file),
         [py, script, ..] if py.starts_with("python") && script.ends_with(".py") => {
             files.push(script)
@@ -354,6 +404,29 @@ fn referenced_files<'a>(words: &[&'a str]) -> Vec<&'a str> {
         _ => {}
     }
     files
+}
+
+/// The script `sh`/`bash` runs: its first operand, unless the commands come from `-c` or stdin
+/// (`-s`). Option arguments (`-o pipefail`, `--rcfile FILE`) are not operands.
+fn shell_script<'a>(args: &[&'a str]) -> Option<&'a str> {
+    let mut iter = args.iter().copied();
+    while let Some(arg) = iter.next() {
+        match arg.strip_prefix('-').or_else(|| arg.strip_prefix('+')) {
+            None => return Some(arg),
+            Some("-") => return iter.next(),
+            Some("-rcfile" | "-init-file") => {
+                iter.next();
+            }
+            Some(long) if long.starts_with('-') => {}
+            Some(flags) if flags.contains(['c', 's']) => return None,
+            Some(flags) => {
+                if flags.contains(['o', 'O']) {
+                    iter.next();
+                }
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -379,6 +452,14 @@ mod tests {
             ["scripts/build.sh"]
         );
         assert!(referenced_files(&["bash", "-c", "echo"]).is_empty());
+        assert!(referenced_files(&["bash", "-lc", "make build"]).is_empty());
+        assert!(referenced_files(&["bash", "-s", "--", "x"]).is_empty());
+        assert_eq!(
+            referenced_files(&["bash", "-o", "pipefail", "ci.sh"]),
+            ["ci.sh"]
+        );
+        assert_eq!(referenced_files(&["sh", "-e", "--", "ci.sh"]), ["ci.sh"]);
+        assert_eq!(referenced_files(&["bash", "--norc", "ci.sh"]), ["ci.sh"]);
         assert_eq!(referenced_files(&["./build.sh", "x"]), ["./build.sh"]);
         assert_eq!(
             referenced_files(&["python", "setup.py", "bdist"]),

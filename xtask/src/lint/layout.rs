@@ -67,8 +67,14 @@ fn layout_problem(base: Option<&str>, pattern: &str) -> Option<String> {
             _ => None,
         };
     }
+    // `out/app.py` lands in `out/`; a bare `README.md` is itself at the root.
+    let lands = if pattern.contains('/') {
+        format!("`{first}/`")
+    } else {
+        format!("`{first}`")
+    };
     Some(format!(
-        "files `{pattern}` lands in `{first}/` at the zip root; Lambda only imports from python/ (mounted at /opt/python)"
+        "files `{pattern}` lands in {lands} at the zip root; Lambda only imports from python/ (mounted at /opt/python)"
     ))
 }
 

@@ -42,8 +42,10 @@ pub fn check(cx: &Context, out: &mut Vec<Diagnostic>) {
     for (name, value) in &spec.env.variables {
         let v = value.value.trim();
         let is_reference = v.is_empty() || v.contains('$') || v.starts_with("arn:");
-        let by_name =
-            p.name.is_match(&name.value) && !p.reference.is_match(&name.value) && !is_reference;
+        let by_name = p.name.is_match(&name.value)
+            && !p.reference.is_match(&name.value)
+            && !is_reference
+            && !is_setting(v);
         if by_name || p.value.is_match(v) {
             let message = format!("`{}` looks like a secret stored in plain text", name.value);
             out.push(
@@ -53,4 +55,13 @@ pub fn check(cx: &Context, out: &mut Vec<Diagnostic>) {
             );
         }
     }
+}
+
+/// A switch or a small number (`TOKENIZERS_PARALLELISM: "false"`, `PASSWORD_MIN_LENGTH: 12`):
+/// a setting about secrets, not one.
+fn is_setting(value: &str) -> bool {
+    let switch = ["true", "false", "yes", "no", "on", "off"]
+        .iter()
+        .any(|s| value.eq_ignore_ascii_case(s));
+    switch || (value.len() <= 5 && value.bytes().all(|b| b.is_ascii_digit()))
 }

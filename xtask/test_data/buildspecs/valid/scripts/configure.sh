@@ -1,0 +1,3 @@
+#!/bin/sh
+# Test fixture: a committed script the corpus buildspecs run.
+echo "configure $*"
