@@ -9,7 +9,7 @@ mod outputs;
 mod run;
 mod settings;
 mod source;
-mod summary;
+pub mod summary;
 mod variables;
 
 use std::io::Write as _;
@@ -20,7 +20,7 @@ pub use settings::Settings;
 
 /// Build the layer: run the buildspec in the build image exactly as CodeBuild would, then write a
 /// deterministic `<out-dir>/<LayerName>.zip` and its manifest.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct BuildLayer {
     /// The buildspec [default: buildspec.yml in the source directory].
     #[arg(long)]
@@ -67,6 +67,12 @@ pub struct BuildLayer {
 }
 
 impl BuildLayer {
+    /// The build, for callers already inside a tokio runtime (deploy --build). With `json` set the
+    /// log goes to stderr and nothing is printed on stdout.
+    pub async fn build(self) -> anyhow::Result<summary::Summary> {
+        run::build(self).await
+    }
+
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let runtime = tokio::runtime::Runtime::new()?;
         let json = self.json;

@@ -9,6 +9,7 @@ pub mod artifacts;
 pub mod aws;
 pub mod build;
 pub mod buildspec;
+pub mod deploy;
 pub mod diagnostic;
 pub mod engine;
 pub mod lint;

@@ -18,6 +18,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     BuildLayer(xtask::build::BuildLayer),
+    Deploy(xtask::deploy::Deploy),
     LintBuildspec(xtask::lint::LintBuildspec),
 }
 
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::BuildLayer(cmd) => cmd.run(),
+        Command::Deploy(cmd) => cmd.run(),
         Command::LintBuildspec(cmd) => cmd.run(),
     };
     match result {

@@ -1,0 +1,440 @@
+//! `cargo xtask deploy`: publishes the layer build-layer made, idempotently. Reads the manifest,
+//! checks the zip still matches it and passed verification, compares its CodeSha256 with the
+//! layer's latest version, and only when they differ (or `--force`) uploads (inline, or S3 under a
+//! content-addressed key) and calls PublishLayerVersion. Never prompts.
+//!
+//! flags → settings (template, samconfig.toml) → manifest + zip check → latest version → S3 →
+//! publish → verify CodeSha256.
+
+mod lambda;
+mod s3;
+mod settings;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+pub use settings::{validate_layer_name, SamConfig, Settings, MAX_DESCRIPTION_CHARS};
+
+use crate::manifest::Manifest;
+use crate::progress::Progress;
+
+/// The most Lambda accepts as an inline (ZipFile) upload: 50 MiB.
+pub const INLINE_LIMIT: u64 = 52_428_800;
+
+/// Publish the layer build-layer made (`<out-dir>/<LayerName>.zip` and its manifest) as a new
+/// Lambda layer version, only when its content changed.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Deploy {
+    /// Where build-layer wrote the zip and manifest [default: target/layer in the workspace].
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    /// The layer's name or ARN [default: the template's LayerName].
+    #[arg(long)]
+    pub layer_name: Option<String>,
+    /// The layer template [default: template.yaml in the workspace].
+    #[arg(long)]
+    pub template: Option<PathBuf>,
+    /// SAM's config with deploy defaults [default: samconfig.toml beside the template].
+    #[arg(long)]
+    pub samconfig: Option<PathBuf>,
+    /// The layer version's description, at most 256 characters [default: the template's].
+    #[arg(long)]
+    pub description: Option<String>,
+    /// The layer's license [default: the template's LicenseInfo].
+    #[arg(long)]
+    pub license_info: Option<String>,
+    /// Comma-separated runtimes [default: the template's, else the manifest's].
+    #[arg(long, value_delimiter = ',')]
+    pub compatible_runtimes: Vec<String>,
+    /// Comma-separated architectures [default: the template's, else the build's].
+    #[arg(long, value_delimiter = ',', value_parser = ["x86_64", "arm64"])]
+    pub compatible_architectures: Vec<String>,
+    /// S3 bucket for the zip; required above 50 MB [default: s3_bucket in samconfig.toml].
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// Key prefix in the bucket: the zip goes to <prefix>/<LayerName>/<sha256>.zip
+    /// [default: s3_prefix in samconfig.toml].
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// AWS profile [default: profile in samconfig.toml, else the SDK's default chain].
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// AWS region [default: region in samconfig.toml, else the SDK's default chain].
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Publish a new version even when the latest one has the same content.
+    #[arg(long)]
+    pub force: bool,
+    /// Print what would be uploaded and published; only read from AWS.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON object on stdout (progress goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Accepted for compatibility: deploy never asks for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Run build-layer first (a no-op when nothing changed), with the template's directory as the
+    /// source and the image from LAYER_BUILD_IMAGE or the default.
+    #[arg(long)]
+    pub build: bool,
+}
+
+/// What a deploy did, or with `--dry-run` would do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Published,
+    UpToDate,
+    DryRun,
+}
+
+/// How the zip reaches Lambda.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Upload {
+    /// `inline` (ZipFile in the request) or `s3`.
+    pub method: &'static str,
+    pub bucket: Option<String>,
+    pub key: Option<String>,
+    /// The S3 object already held these bytes: nothing was (or would be) uploaded.
+    pub already_in_s3: bool,
+    /// Number of multipart parts; 1 for a single PutObject, 0 when nothing was uploaded to S3.
+    pub parts: u32,
+}
+
+/// The result of a deploy; `--json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub status: Status,
+    pub layer_name: String,
+    pub region: String,
+    /// The published version, or the latest one when up to date.
+    pub layer_version_arn: Option<String>,
+    pub version: Option<i64>,
+    pub code_sha256: String,
+    pub code_size: u64,
+    pub bytes_uploaded: u64,
+    pub upload: Option<Upload>,
+    /// The latest version before this deploy.
+    pub previous_version: Option<i64>,
+    pub previous_code_sha256: Option<String>,
+    pub description: Option<String>,
+    pub license_info: Option<String>,
+    pub compatible_runtimes: Vec<String>,
+    pub compatible_architectures: Vec<String>,
+    pub manifest: PathBuf,
+    pub zip: PathBuf,
+}
+
+impl Deploy {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let runtime = tokio::runtime::Runtime::new()?;
+        let json = self.json;
+        let outcome = runtime.block_on(self.execute())?;
+        let mut out = std::io::stdout();
+        if json {
+            writeln!(out, "{}", serde_json::to_string(&outcome)?)?;
+        } else {
+            write!(out, "{}", outcome.human())?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// `--build`: the build's log goes to stderr, so stdout stays the deploy's.
+    async fn build_first(&self) -> anyhow::Result<()> {
+        let source = self
+            .template
+            .as_ref()
+            .and_then(|t| t.parent())
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(std::path::Path::to_path_buf);
+        let flags = crate::build::BuildLayer {
+            source,
+            template: self.template.clone(),
+            out_dir: self.out_dir.clone(),
+            image: std::env::var("LAYER_BUILD_IMAGE")
+                .ok()
+                .filter(|i| !i.is_empty()),
+            json: true,
+            ..crate::build::BuildLayer::default()
+        };
+        let summary = flags.build().await?;
+        if !summary.succeeded {
+            anyhow::bail!("build-layer failed: nothing was deployed");
+        }
+        Ok(())
+    }
+
+    /// The whole deploy; prints nothing on stdout (progress lines go to stderr).
+    pub async fn execute(&self) -> anyhow::Result<Outcome> {
+        if self.build {
+            self.build_first().await?;
+        }
+        let settings = Settings::resolve(self)?;
+        let (manifest_path, manifest) = read_manifest(&settings.manifest_candidates)?;
+        let zip = check_zip(&manifest_path, &manifest)?;
+        let compatible_runtimes = if settings.compatible_runtimes.is_empty() {
+            manifest.compatible_runtimes.clone()
+        } else {
+            settings.compatible_runtimes.clone()
+        };
+        let compatible_architectures = if settings.compatible_architectures.is_empty() {
+            vec![manifest.architecture.clone()]
+        } else {
+            settings.compatible_architectures.clone()
+        };
+        if !compatible_architectures.contains(&manifest.architecture) {
+            anyhow::bail!(
+                "the zip was built for {} but the layer would claim {}: rebuild with \
+                 `cargo xtask build-layer --arch ...` or fix CompatibleArchitectures",
+                manifest.architecture,
+                compatible_architectures.join(", ")
+            );
+        }
+        let key = settings.s3_key(&manifest.sha256);
+        let bucket = match (&settings.bucket, manifest.zipped_bytes > INLINE_LIMIT) {
+            (Some(bucket), _) => Some(bucket.clone()),
+            (None, false) => None,
+            (None, true) => anyhow::bail!(
+                "the zip is {} bytes, over Lambda's {INLINE_LIMIT}-byte limit for direct upload: \
+                 pass --bucket (or set s3_bucket in samconfig.toml)",
+                manifest.zipped_bytes
+            ),
+        };
+
+        let config =
+            crate::aws::sdk_config(settings.profile.as_deref(), settings.region.as_deref()).await;
+        let region = crate::aws::require_region_and_credentials(&config).await?;
+        let lambda_client = crate::aws::lambda_client(&config);
+        let progress = Progress::new(self.json);
+
+        let latest = lambda::latest(&lambda_client, &settings.layer_name).await?;
+        let mut outcome = Outcome {
+            status: Status::DryRun,
+            layer_name: settings.layer_name.clone(),
+            region,
+            layer_version_arn: None,
+            version: None,
+            code_sha256: manifest.code_sha256.clone(),
+            code_size: manifest.zipped_bytes,
+            bytes_uploaded: 0,
+            upload: None,
+            previous_version: latest.as_ref().map(|l| l.version),
+            previous_code_sha256: latest.as_ref().and_then(|l| l.code_sha256.clone()),
+            description: settings.description.clone(),
+            license_info: settings.license_info.clone(),
+            compatible_runtimes,
+            compatible_architectures,
+            manifest: manifest_path.clone(),
+            zip: zip.clone(),
+        };
+        if let Some(latest) =
+            latest.filter(|l| l.code_sha256.as_deref() == Some(&manifest.code_sha256))
+        {
+            if !self.force {
+                outcome.status = Status::UpToDate;
+                outcome.layer_version_arn = Some(latest.layer_version_arn);
+                outcome.version = Some(latest.version);
+                return Ok(outcome);
+            }
+        }
+
+        let s3_client = bucket.as_ref().map(|_| crate::aws::s3_client(&config));
+        let object = bucket.as_deref().map(|bucket| s3::Object {
+            bucket,
+            key: &key,
+            size: manifest.zipped_bytes,
+            sha256_hex: &manifest.sha256,
+            code_sha256: &manifest.code_sha256,
+        });
+        let mut upload = Upload {
+            method: "inline",
+            bucket: bucket.clone(),
+            key: None,
+            already_in_s3: false,
+            parts: 0,
+        };
+        if let (Some(client), Some(object)) = (&s3_client, &object) {
+            s3::check_bucket(client, object.bucket).await?;
+            upload.method = "s3";
+            upload.key = Some(key.clone());
+            upload.already_in_s3 = s3::exists(client, object).await?;
+            if !upload.already_in_s3 {
+                upload.parts =
+                    u32::try_from(object.size.div_ceil(s3::PART_SIZE).max(1)).unwrap_or(u32::MAX);
+            }
+        }
+        if self.dry_run {
+            outcome.upload = Some(upload);
+            return Ok(outcome);
+        }
+
+        let content = match (&s3_client, &object) {
+            (Some(client), Some(object)) => {
+                if !upload.already_in_s3 {
+                    let uploaded = s3::upload(client, &zip, object, &progress).await?;
+                    outcome.bytes_uploaded = uploaded.bytes;
+                    upload.parts = uploaded.parts;
+                }
+                lambda::Content::S3 {
+                    bucket: object.bucket,
+                    key: object.key,
+                }
+            }
+            _ => {
+                let bytes = std::fs::read(&zip)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", zip.display()))?;
+                outcome.bytes_uploaded = bytes.len() as u64;
+                lambda::Content::Inline(bytes)
+            }
+        };
+        outcome.upload = Some(upload);
+        let properties = lambda::Properties {
+            layer_name: &settings.layer_name,
+            description: settings.description.as_deref(),
+            license_info: settings.license_info.as_deref(),
+            compatible_runtimes: &outcome.compatible_runtimes,
+            compatible_architectures: &outcome.compatible_architectures,
+        };
+        let published = lambda::publish(&lambda_client, &properties, content).await?;
+        if published.code_sha256.as_deref() != Some(manifest.code_sha256.as_str()) {
+            anyhow::bail!(
+                "CODESHA256 MISMATCH: Lambda published {} with CodeSha256 {} but the local zip's is {}: \
+                 the bytes changed between {} and Lambda; do not use this version",
+                published.layer_version_arn,
+                published.code_sha256.as_deref().unwrap_or("(none)"),
+                manifest.code_sha256,
+                zip.display()
+            );
+        }
+        outcome.status = Status::Published;
+        outcome.layer_version_arn = Some(published.layer_version_arn);
+        outcome.version = Some(published.version);
+        outcome.code_size = u64::try_from(published.code_size).unwrap_or_default();
+        Ok(outcome)
+    }
+}
+
+/// The first manifest that exists among `candidates`, read and checked.
+fn read_manifest(candidates: &[PathBuf]) -> anyhow::Result<(PathBuf, Manifest)> {
+    let Some(path) = candidates.iter().find(|p| p.exists()) else {
+        let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+        anyhow::bail!(
+            "no build manifest at {}: run `cargo xtask build-layer` first",
+            tried.join(" or ")
+        );
+    };
+    let manifest = Manifest::read(path)?;
+    if !manifest.verification.passed {
+        let errors = if manifest.verification.errors.is_empty() {
+            "no details recorded".to_string()
+        } else {
+            manifest.verification.errors.join("; ")
+        };
+        anyhow::bail!(
+            "refusing to publish: {} records that the layer failed verification ({errors}); fix it \
+             and rebuild with `cargo xtask build-layer`",
+            path.display()
+        );
+    }
+    Ok((path.clone(), manifest))
+}
+
+/// The zip beside the manifest, checked to be the bytes the manifest describes. (Whether the
+/// sources changed since the build would need the build's inputs: `cargo xtask build-layer` is a
+/// no-op when they did not, so running it before deploy is the full check.)
+fn check_zip(manifest_path: &Path, manifest: &Manifest) -> anyhow::Result<PathBuf> {
+    let zip = manifest_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(&manifest.zip);
+    if !zip.is_file() {
+        anyhow::bail!(
+            "the layer zip {} named by {} is missing: run `cargo xtask build-layer`",
+            zip.display(),
+            manifest_path.display()
+        );
+    }
+    let (sha256, code_sha256, size) = crate::artifacts::zip::hash_file(&zip)?;
+    if sha256 != manifest.sha256 || size != manifest.zipped_bytes {
+        anyhow::bail!(
+            "the layer zip {} no longer matches its manifest (stale build output): run \
+             `cargo xtask build-layer`",
+            zip.display()
+        );
+    }
+    if code_sha256 != manifest.code_sha256 {
+        anyhow::bail!(
+            "the build manifest {} is corrupt (its code_sha256 does not match its sha256): rebuild \
+             with `cargo xtask build-layer --force`",
+            manifest_path.display()
+        );
+    }
+    Ok(zip)
+}
+
+impl Outcome {
+    /// The human report: the first line says what happened.
+    pub fn human(&self) -> String {
+        let mut text = String::new();
+        let arn = self.layer_version_arn.as_deref().unwrap_or_default();
+        match self.status {
+            Status::UpToDate => {
+                text.push_str(&format!("up to date: {arn}\n"));
+                return text;
+            }
+            Status::Published => text.push_str(&format!("published {arn}\n")),
+            Status::DryRun => text.push_str(&format!(
+                "dry run: would publish a new version of {} in {}\n",
+                self.layer_name, self.region
+            )),
+        }
+        if let Some(upload) = &self.upload {
+            let line = match (upload.method, upload.already_in_s3) {
+                ("inline", _) => format!("  content: inline ZipFile, {} bytes", self.code_size),
+                (_, true) => format!(
+                    "  content: s3://{}/{} (already there, not uploaded)",
+                    upload.bucket.as_deref().unwrap_or_default(),
+                    upload.key.as_deref().unwrap_or_default()
+                ),
+                (_, false) => format!(
+                    "  content: s3://{}/{} ({} bytes, {})",
+                    upload.bucket.as_deref().unwrap_or_default(),
+                    upload.key.as_deref().unwrap_or_default(),
+                    self.code_size,
+                    if upload.parts > 1 {
+                        format!("multipart, {} parts", upload.parts)
+                    } else {
+                        "one PutObject".to_string()
+                    }
+                ),
+            };
+            text.push_str(&line);
+            text.push('\n');
+        }
+        if let Some(version) = self.version {
+            text.push_str(&format!("  version: {version}\n"));
+        }
+        text.push_str(&format!("  CodeSha256: {}\n", self.code_sha256));
+        text.push_str(&format!("  CodeSize: {}\n", self.code_size));
+        if self.status == Status::Published {
+            text.push_str(&format!("  bytes uploaded: {}\n", self.bytes_uploaded));
+        }
+        match (self.previous_version, &self.previous_code_sha256) {
+            (Some(v), Some(sha)) => {
+                text.push_str(&format!("  previous version: {v} (CodeSha256 {sha})\n"))
+            }
+            (Some(v), None) => text.push_str(&format!("  previous version: {v}\n")),
+            _ => text.push_str("  previous version: none\n"),
+        }
+        text.push_str(&format!(
+            "  runtimes: {}; architectures: {}\n",
+            self.compatible_runtimes.join(", "),
+            self.compatible_architectures.join(", ")
+        ));
+        text
+    }
+}
