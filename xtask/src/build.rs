@@ -7,6 +7,7 @@
 mod key;
 mod outputs;
 mod run;
+mod secrets;
 mod settings;
 mod source;
 pub mod summary;
@@ -61,6 +62,10 @@ pub struct BuildLayer {
     /// Do not forward the host's proxy, pip index and CA bundle settings into the container.
     #[arg(long)]
     pub no_host_network_config: bool,
+    /// Fetch the buildspec's parameter-store and secrets-manager values with the host's AWS
+    /// credentials (default chain; AWS_ENDPOINT_URL honoured) instead of requiring --env values.
+    #[arg(long)]
+    pub resolve_secrets: bool,
     /// Forward the host's AWS credentials (environment variables) into the container.
     #[arg(long)]
     pub pass_aws_credentials: bool,

@@ -459,3 +459,53 @@ fn per_phase_run_as_is_refused_before_any_container() {
         "{stderr}"
     );
 }
+
+#[test]
+fn resolve_secrets_fetches_parameter_store_and_secrets_manager_values_from_aws() {
+    if support::moto_endpoint().is_none() || support::block_on(support::require_docker()).is_none()
+    {
+        return;
+    }
+    let unique = format!("xt-{}-{}", std::process::id(), xtask::util::unix_millis());
+    let parameter = format!("/{unique}/db-pass");
+    let secret = format!("{unique}/api");
+    support::block_on(async {
+        let config = xtask::aws::sdk_config(None, None).await;
+        aws_sdk_ssm::Client::new(&config)
+            .put_parameter()
+            .name(&parameter)
+            .value("param-value-1")
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .send()
+            .await
+            .expect("put parameter");
+        aws_sdk_secretsmanager::Client::new(&config)
+            .create_secret()
+            .name(&secret)
+            .secret_string(r#"{"token":"secret-token-2"}"#)
+            .send()
+            .await
+            .expect("create secret");
+    });
+    let spec = format!(
+        "version: 0.2\nenv:\n  parameter-store:\n    DB_PASS: {parameter}\n  secrets-manager:\n    TOKEN: {secret}:token\nphases:\n  build:\n    commands:\n      - echo \"db=$DB_PASS token=$TOKEN\"\n      - mkdir -p layer/python\n      - printf '%s %s' \"$DB_PASS\" \"$TOKEN\" > layer/python/values.txt\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n"
+    );
+    let dir = project(&spec, &[]);
+    let output = build_layer(dir.path(), &["--resolve-secrets"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("db=*** token=***"), "{stderr}");
+    assert!(
+        !stderr.contains("param-value-1") && !stderr.contains("secret-token-2"),
+        "{stderr}"
+    );
+    let file = std::fs::File::open(zip_path(dir.path())).expect("zip");
+    let mut archive = zip::ZipArchive::new(file).expect("read zip");
+    let mut values = String::new();
+    std::io::Read::read_to_string(
+        &mut archive.by_name("python/values.txt").expect("entry"),
+        &mut values,
+    )
+    .expect("read entry");
+    assert_eq!(values, "param-value-1 secret-token-2");
+}

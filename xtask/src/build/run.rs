@@ -10,6 +10,7 @@ use anyhow::{bail, Context as _};
 
 use super::key::{self, KeyInputs};
 use super::outputs::{self, Collected, InContainer};
+use super::secrets;
 use super::settings::{source_number, Settings};
 use super::source::Source;
 use super::summary::{PhaseResult, Summary};
@@ -55,15 +56,25 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
         Some(path) => variables::read_env_file(path)?,
         None => Vec::new(),
     };
-    let user = UserVariables {
+    let mut user = UserVariables {
         buildspec: &settings.buildspec,
         env_file,
         cli: flags.env.clone(),
+        stores: Vec::new(),
     };
     let missing = user.unresolved_secrets();
-    if !missing.is_empty() {
+    if !missing.is_empty() && flags.resolve_secrets {
+        let mut wanted = settings.buildspec.env.clone();
+        wanted
+            .parameter_store
+            .retain(|(name, _)| missing.contains(&name.value));
+        wanted
+            .secrets_manager
+            .retain(|(name, _)| missing.contains(&name.value));
+        user.stores = secrets::resolve(&wanted).await?;
+    } else if !missing.is_empty() {
         bail!(
-            "the buildspec reads {} from Parameter Store / Secrets Manager; local builds do not fetch secrets: pass each value with --env NAME=value or --env-file FILE",
+            "the buildspec reads {} from Parameter Store / Secrets Manager: pass --resolve-secrets to fetch them with your AWS credentials, or each value with --env NAME=value or --env-file FILE",
             missing.join(", ")
         );
     }

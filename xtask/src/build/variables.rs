@@ -95,6 +95,8 @@ pub fn read_env_file(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
 /// What the user asked for, in precedence order (later wins).
 pub struct UserVariables<'a> {
     pub buildspec: &'a Buildspec,
+    /// parameter-store and secrets-manager values fetched with `--resolve-secrets`.
+    pub stores: Vec<(String, String)>,
     pub env_file: Vec<(String, String)>,
     pub cli: Vec<(String, String)>,
 }
@@ -105,10 +107,15 @@ impl UserVariables<'_> {
         for (name, value) in &self.buildspec.env.variables {
             vars.set(&name.value, value.value.clone());
         }
-        for (name, value) in self.env_file.iter().chain(&self.cli) {
+        for (name, value) in self.provided() {
             vars.set(name, value.clone());
         }
         vars
+    }
+
+    /// Values given outside the buildspec, in precedence order (later wins).
+    fn provided(&self) -> impl DoubleEndedIterator<Item = &(String, String)> {
+        self.stores.iter().chain(&self.env_file).chain(&self.cli)
     }
 
     /// parameter-store and secrets-manager names that no `--env`/`--env-file` value provides.
@@ -118,13 +125,7 @@ impl UserVariables<'_> {
             .iter()
             .chain(&env.secrets_manager)
             .map(|(name, _)| name.value.clone())
-            .filter(|name| {
-                !self
-                    .env_file
-                    .iter()
-                    .chain(&self.cli)
-                    .any(|(n, _)| n == name)
-            })
+            .filter(|name| !self.provided().any(|(n, _)| n == name))
             .collect()
     }
 
@@ -134,13 +135,7 @@ impl UserVariables<'_> {
         env.parameter_store
             .iter()
             .chain(&env.secrets_manager)
-            .filter_map(|(name, _)| {
-                self.env_file
-                    .iter()
-                    .chain(&self.cli)
-                    .rev()
-                    .find(|(n, _)| n == &name.value)
-            })
+            .filter_map(|(name, _)| self.provided().rev().find(|(n, _)| n == &name.value))
             .map(|(_, v)| v.clone())
             .filter(|v| v.len() >= 4)
             .collect()
@@ -197,6 +192,7 @@ mod tests {
         let b = spec("version: 0.2\nenv:\n  variables:\n    A: spec\n    B: spec\n    C: $PATH:/x\nphases:\n  build:\n    commands: [x]\n");
         let user = UserVariables {
             buildspec: &b,
+            stores: vec![],
             env_file: vec![("B".into(), "file".into()), ("D".into(), "file".into())],
             cli: vec![("D".into(), "cli".into())],
         };
@@ -212,6 +208,7 @@ mod tests {
         let b = spec("version: 0.2\nenv:\n  parameter-store:\n    DB: /db/pass\n  secrets-manager:\n    TOKEN: tok:token\nphases:\n  build:\n    commands: [x]\n");
         let user = UserVariables {
             buildspec: &b,
+            stores: vec![],
             env_file: vec![],
             cli: vec![("DB".into(), "hunter22".into())],
         };
