@@ -66,6 +66,9 @@ pub struct BuildLayer {
     /// credentials (default chain; AWS_ENDPOINT_URL honoured) instead of requiring --env values.
     #[arg(long)]
     pub resolve_secrets: bool,
+    /// Skip the import smoke test of the verification (the static checks still run).
+    #[arg(long)]
+    pub no_import_test: bool,
     /// Forward the host's AWS credentials (environment variables) into the container.
     #[arg(long)]
     pub pass_aws_credentials: bool,

@@ -144,22 +144,7 @@ impl Engine {
             tty: Some(false),
             ..Default::default()
         };
-        let created = match self.docker.create_container(None, body).await {
-            Ok(created) => created,
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {
-                return Err(Error::NoSuchImage {
-                    image: image.to_string(),
-                })
-            }
-            Err(cause) => {
-                return Err(Error::Create {
-                    image: image.to_string(),
-                    cause,
-                })
-            }
-        };
+        let created = self.create_container(body, image).await?;
         let mut guard = self.guard(&created.id);
 
         let outcome = self.start_and_collect(&created.id).await;
@@ -170,6 +155,26 @@ impl Engine {
         }
         guard.disarm();
         outcome
+    }
+
+    /// Creates a container, turning the daemon's 404 into [`Error::NoSuchImage`].
+    async fn create_container(
+        &self,
+        body: ContainerCreateBody,
+        image: &str,
+    ) -> Result<bollard::models::ContainerCreateResponse> {
+        match self.docker.create_container(None, body).await {
+            Ok(created) => Ok(created),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Err(Error::NoSuchImage {
+                image: image.to_string(),
+            }),
+            Err(cause) => Err(Error::Create {
+                image: image.to_string(),
+                cause,
+            }),
+        }
     }
 
     /// Ids of the containers (running or not) this engine created that still exist; empty unless

@@ -21,4 +21,5 @@ pub mod rules;
 pub mod runtime;
 pub mod template;
 pub mod util;
+pub mod verify;
 pub mod yaml;

@@ -20,6 +20,7 @@ enum Command {
     BuildLayer(xtask::build::BuildLayer),
     Deploy(xtask::deploy::Deploy),
     LintBuildspec(xtask::lint::LintBuildspec),
+    VerifyLayer(xtask::verify::VerifyLayer),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         Command::BuildLayer(cmd) => cmd.run(),
         Command::Deploy(cmd) => cmd.run(),
         Command::LintBuildspec(cmd) => cmd.run(),
+        Command::VerifyLayer(cmd) => cmd.run(),
     };
     match result {
         Ok(code) => code,

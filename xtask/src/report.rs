@@ -63,9 +63,11 @@ pub fn human(diagnostics: &[Diagnostic], color: bool) -> String {
             d.severity, d.rule.id, d.message
         ));
         let mut snippet = String::new();
+        // Files without text (an unreadable file, a path inside a layer) get no snippet frame.
         let source = d
             .location
             .as_ref()
+            .filter(|l| !l.file.text.is_empty())
             .map(|l| NamedSource::new(&l.file.path, l.file.text.clone()));
         if handler
             .render_report(&mut snippet, &Snippet(d, source))
@@ -118,6 +120,7 @@ impl miette::Diagnostic for Snippet<'_> {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        self.1.as_ref()?;
         let loc = self.0.location.as_ref()?;
         let text_len = loc.file.text.len();
         let start = loc.span.start.offset.min(text_len);

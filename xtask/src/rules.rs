@@ -5,7 +5,8 @@ use crate::diagnostic::Severity;
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Rule {
-    /// Stable id: BS0xx reading the file, BS1xx buildspec schema, BS2xx cross-file and command checks.
+    /// Stable id: BS0xx reading the file, BS1xx buildspec schema, BS2xx cross-file and command checks,
+    /// BS3xx the built layer's contents (verify).
     pub id: &'static str,
     /// Short kebab-case name.
     pub name: &'static str,
@@ -54,6 +55,17 @@ rules! {
     PLAINTEXT_SECRET = "BS208" "plaintext-secret" Warning "A likely secret in plain env.variables.";
     TEMPLATE_PROBLEM = "BS209" "template-problem" Warning "A template the cross-checks need is unreadable or has no layer.";
     PUBLISH_IN_BUILD = "BS210" "publish-in-build" Warning "Publishing from inside the build needs AWS credentials in the build.";
+
+    ELF_ARCHITECTURE = "BS301" "elf-architecture" Error "A native file built for another CPU than the layer's CompatibleArchitectures.";
+    GLIBC_TOO_NEW = "BS302" "glibc-too-new" Error "A native file needs a newer glibc than a target runtime's OS has.";
+    MUSL_LINKED = "BS303" "musl" Error "A native file linked against musl libc, which Lambda's OS does not have.";
+    ABI_MISMATCH = "BS304" "abi-mismatch" Error "A CPython extension module built for another Python version than a target runtime.";
+    WHEEL_TAG_MISMATCH = "BS305" "wheel-tag-mismatch" Error "An installed wheel whose tags fit no target runtime or architecture.";
+    LAYER_TREE_LAYOUT = "BS306" "layout" Error "Packages outside the paths Lambda puts on sys.path (python/, python/lib/python3.X/site-packages).";
+    PYCACHE_MISMATCH = "BS307" "pycache-mismatch" Warning "Bytecode compiled for a Python version no target runtime uses.";
+    BLOAT = "BS308" "bloat" Warning "Tests, docs or examples shipped in the layer.";
+    SHADOWS_RUNTIME_SDK = "BS309" "shadows-runtime-sdk" Warning "boto3/botocore in the layer shadow the copy the runtime provides.";
+    IMPORT_FAILED = "BS310" "import-failed" Error "A top-level module of the layer does not import with only the layer on sys.path.";
 }
 
 #[cfg(test)]

@@ -147,6 +147,16 @@ impl Runtime {
         format!("public.ecr.aws/sam/build-{}", self.id)
     }
 
+    /// The SAM build image for one architecture (`x86_64` or `arm64`): the `latest-<arch>` tag.
+    pub fn build_image_for(&self, arch: &str) -> String {
+        format!("{}:latest-{arch}", self.build_image())
+    }
+
+    /// The CPython tag wheels and extension modules use for this runtime: `cp39`, `cp312`.
+    pub fn cpython_tag(&self) -> String {
+        format!("cp{}{}", self.python.0, self.python.1)
+    }
+
     pub fn is_deprecated_on(&self, today: Date) -> bool {
         today >= self.deprecation
     }

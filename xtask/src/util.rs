@@ -17,20 +17,64 @@ pub fn unix_millis() -> u128 {
         .map_or(0, |d| d.as_millis())
 }
 
-/// Now as RFC 3339 UTC (`2026-11-26T10:48:23Z`).
-pub fn rfc3339_now() -> String {
-    let secs = (unix_millis() / 1000) as i64;
-    let date = crate::runtime::Date::from_unix_days(secs.div_euclid(86_400));
-    let day_secs = secs.rem_euclid(86_400);
-    format!(
-        "{date}T{:02}:{:02}:{:02}Z",
-        day_secs / 3600,
-        day_secs / 60 % 60,
-        day_secs % 60
-    )
+/// A UTC wall-clock time, split for formatting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UtcTime {
+    pub date: crate::runtime::Date,
+    pub hour: i64,
+    pub minute: i64,
+    pub second: i64,
+    pub millis: u32,
+}
+
+impl UtcTime {
+    pub fn from_unix_millis(ms: i128) -> Self {
+        let secs = ms.div_euclid(1000) as i64;
+        let day = secs.rem_euclid(86_400);
+        UtcTime {
+            date: crate::runtime::Date::from_unix_days(secs.div_euclid(86_400)),
+            hour: day / 3600,
+            minute: day / 60 % 60,
+            second: day % 60,
+            millis: ms.rem_euclid(1000) as u32,
+        }
+    }
+
+    pub fn now() -> Self {
+        Self::from_unix_millis(unix_millis() as i128)
+    }
+
+    /// `2026-11-26T10:48:23Z`
+    pub fn rfc3339(&self) -> String {
+        format!(
+            "{}T{:02}:{:02}:{:02}Z",
+            self.date, self.hour, self.minute, self.second
+        )
+    }
+
+    /// CodeBuild's log timestamp: `2026/11/26 10:48:23.123`.
+    pub fn codebuild_log(&self) -> String {
+        let d = self.date;
+        format!(
+            "{:04}/{:02}/{:02} {:02}:{:02}:{:02}.{:03}",
+            d.year, d.month, d.day, self.hour, self.minute, self.second, self.millis
+        )
+    }
 }
 
 /// Lower-case hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UtcTime;
+
+    #[test]
+    fn timestamps_format_like_rfc3339_and_codebuild() {
+        let t = UtcTime::from_unix_millis(1_764_154_103_045);
+        assert_eq!(t.rfc3339(), "2025-11-26T10:48:23Z");
+        assert_eq!(t.codebuild_log(), "2025/11/26 10:48:23.045");
+    }
 }

@@ -296,6 +296,45 @@ fn the_seed_layer_builds_with_python_at_the_zip_root() {
         assert!(names.iter().any(|n| n == module), "{module} missing");
     }
     assert!(s["unzipped_bytes"].as_u64().unwrap_or(0) < 262_144_000);
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("target/layer/python-deps.json"))
+            .expect("manifest"),
+    )
+    .expect("manifest json");
+    assert_eq!(manifest["verification"]["passed"], true, "{manifest:#}");
+    assert_eq!(
+        manifest["verification"]["errors"].as_array().map(Vec::len),
+        Some(0)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("modules imported, 0 failed"), "{stderr}");
+}
+
+#[test]
+fn a_layer_that_fails_verification_fails_the_build_and_is_marked_in_the_manifest() {
+    if support::block_on(support::require_docker()).is_none() {
+        return;
+    }
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p layer/python/broken layer/python/broken-1.0.dist-info\n      - echo \"raise ImportError('boom')\" > layer/python/broken/__init__.py\n      - echo broken > layer/python/broken-1.0.dist-info/top_level.txt\n      - echo 'broken/__init__.py,,' > layer/python/broken-1.0.dist-info/RECORD\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
+    let dir = project(spec, &[]);
+    let output = build_layer(dir.path(), &[]);
+    let s = summary(&output);
+    assert_eq!(s["status"], "FAILED", "{s:#}");
+    assert_eq!(output.status.code(), Some(1));
+    let errors = s["errors"].to_string();
+    assert!(
+        errors.contains("BS310") && errors.contains("boom"),
+        "{errors}"
+    );
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("target/layer/test-layer.json"))
+            .expect("manifest"),
+    )
+    .expect("manifest json");
+    assert_eq!(manifest["verification"]["passed"], false);
+
+    let skipped = summary(&build_layer(dir.path(), &["--force", "--no-import-test"]));
+    assert_eq!(skipped["status"], "SUCCEEDED", "{skipped:#}");
 }
 
 #[test]

@@ -80,8 +80,12 @@ pub fn zip_timestamp(source_date_epoch: Option<i64>) -> Result<DateTime> {
     };
     let days = epoch.div_euclid(86_400);
     let secs = epoch.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    let year = u16::try_from(year).unwrap_or(u16::MAX);
+    let date = crate::runtime::Date::from_unix_days(days);
+    let (year, month, day) = (
+        u16::try_from(date.year).unwrap_or(u16::MAX),
+        date.month,
+        date.day,
+    );
     let (hour, minute, second) = (secs / 3600, secs % 3600 / 60, secs % 60 / 2 * 2);
     DateTime::from_date_and_time(
         year,
@@ -92,20 +96,6 @@ pub fn zip_timestamp(source_date_epoch: Option<i64>) -> Result<DateTime> {
         second as u8,
     )
     .map_err(|_| anyhow!("SOURCE_DATE_EPOCH={epoch} is after 2107, the last year a zip can store"))
-}
-
-/// Howard Hinnant's days-from-civil inverse: (year, month, day) of a day count since 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// One file or symlink to put in the zip.
@@ -428,12 +418,5 @@ mod tests {
         assert_eq!(parse_source_date_epoch(Some(" 42 ")).unwrap(), Some(42));
         let err = parse_source_date_epoch(Some("yesterday")).unwrap_err();
         assert!(err.to_string().contains("SOURCE_DATE_EPOCH"), "{err}");
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(3652), (1980, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 }

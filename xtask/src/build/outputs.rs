@@ -9,6 +9,7 @@ use super::settings::Settings;
 use super::summary::Summary;
 use crate::artifacts::{self, ExtractSummary, Selection};
 use crate::buildspec::ArtifactSpec;
+use crate::diagnostic::Diagnostic;
 use crate::engine::{BuildContainer, Engine};
 use crate::manifest::{Manifest, Verification, MANIFEST_VERSION};
 
@@ -145,26 +146,25 @@ pub struct Finish<'a> {
     pub build_key: &'a str,
     pub image_id: &'a str,
     pub git_revision: Option<String>,
-    pub json: bool,
 }
 
 impl Finish<'_> {
-    pub fn write(&self, collected: Collected, summary: &mut Summary) -> anyhow::Result<()> {
+    /// Zips `tree` (the layer), the secondary trees, and records the size checks plus the
+    /// verification `checks` in the manifest.
+    pub fn write(
+        &self,
+        tree: &Path,
+        contents: &ExtractSummary,
+        secondary_ids: &[String],
+        checks: Vec<Diagnostic>,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
         let settings = self.settings;
         let staging = staging_dir(&settings.out_dir);
-        let primary_dir = staging.join("primary");
-        let (tree, contents) = match single_zip_contents(&primary_dir)? {
-            Some((dir, contents)) => {
-                let message = "the artifact is a single zip: using its contents as the layer";
-                super::run::log(self.json, message);
-                (dir, contents)
-            }
-            None => (primary_dir, collected.primary),
-        };
         let options = artifacts::ZipOptions::from_env()?;
         let zip_path = settings.zip_path();
-        let zip = artifacts::write_zip(&tree, &zip_path, &options)?;
-        for id in &collected.secondary {
+        let zip = artifacts::write_zip(tree, &zip_path, &options)?;
+        for id in secondary_ids {
             let path = settings.out_dir.join(format!("{id}.zip"));
             let secondary =
                 artifacts::write_zip(&staging.join("secondary").join(id), &path, &options)?;
@@ -174,7 +174,11 @@ impl Finish<'_> {
         }
         let _ = std::fs::remove_dir_all(&staging);
 
-        let verification = verify_sizes(zip.unzipped_bytes, zip.zipped_bytes, &contents);
+        let mut verification = verify_sizes(zip.unzipped_bytes, zip.zipped_bytes, contents);
+        let checked = crate::verify::to_verification(&checks);
+        verification.errors.extend(checked.errors);
+        verification.warnings.extend(checked.warnings);
+        verification.passed = verification.errors.is_empty();
         let manifest = Manifest {
             manifest_version: MANIFEST_VERSION,
             layer_name: settings.layer_name.clone(),
@@ -193,7 +197,7 @@ impl Finish<'_> {
             image_id: self.image_id.to_string(),
             build_key: self.build_key.to_string(),
             git_revision: self.git_revision.clone(),
-            built_at: crate::util::rfc3339_now(),
+            built_at: crate::util::UtcTime::now().rfc3339(),
             verification: verification.clone(),
         };
         manifest.write(&settings.manifest_path())?;
@@ -206,12 +210,32 @@ impl Finish<'_> {
         summary.file_count = zip.files;
         summary.warnings.extend(verification.warnings);
         if !verification.errors.is_empty() {
-            // A layer Lambda would refuse is not a successful build; the zip stays for inspection
-            // and the manifest records the failure, so deploy refuses it.
+            // A layer Lambda would refuse or that would crash is not a successful build; the zip
+            // stays for inspection and the manifest records the failure, so deploy refuses it.
             summary.errors.extend(verification.errors);
             summary.succeeded = false;
         }
         Ok(())
+    }
+}
+
+/// The layer's tree: the staged primary artifact, or, when that is a single zip the build made
+/// itself, that zip's contents (extracted with the same safety rules, re-zipped deterministically).
+pub fn layer_tree(
+    settings: &Settings,
+    collected: &Collected,
+    json: bool,
+) -> anyhow::Result<(PathBuf, ExtractSummary)> {
+    let primary_dir = staging_dir(&settings.out_dir).join("primary");
+    match single_zip_contents(&primary_dir)? {
+        Some(found) => {
+            super::run::log(
+                json,
+                "the artifact is a single zip: using its contents as the layer",
+            );
+            Ok(found)
+        }
+        None => Ok((primary_dir, collected.primary.clone())),
     }
 }
 

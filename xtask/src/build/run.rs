@@ -173,32 +173,85 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
         secrets: &secrets,
         source_files: source.files.len(),
     };
-    let (mut summary, collected) = tokio::select! {
-        result = in_container(&run, &spec, packed.tar, ca_bundle.as_deref(), env) => result?,
+    let finish = outputs::Finish {
+        settings: &settings,
+        build_key: &build_key,
+        image_id: &image_id,
+        git_revision: source.git_revision.clone(),
+    };
+    let work = async {
+        let (mut summary, collected) =
+            in_container(&run, &spec, packed.tar, ca_bundle.as_deref(), env).await?;
+        if let Some(collected) = collected.filter(|_| summary.succeeded) {
+            let (tree, contents) = outputs::layer_tree(&settings, &collected, json)?;
+            let checks =
+                verify_layer(&engine, &settings, &tree, flags.no_import_test, json).await?;
+            finish.write(&tree, &contents, &collected.secondary, checks, &mut summary)?;
+        }
+        anyhow::Ok(summary)
+    };
+    let mut summary = tokio::select! {
+        result = work => result?,
         code = interrupted() => {
-            // The build future (and its container guard) is dropped here; remove the container
+            // The build future (and its container guard) is dropped here; remove the containers
             // explicitly too, since the process exits right after.
             log(json, &format!("interrupted: removing the build container (exit {code})"));
             if let Err(e) = engine.remove_session_containers().await {
                 log(json, &format!("warning: {e}"));
             }
             let _ = std::fs::remove_dir_all(outputs::staging_dir(&settings.out_dir));
-            (Summary { interrupted: Some(code), ..Summary::default() }, None)
+            Summary { interrupted: Some(code), ..Summary::default() }
         }
     };
     summary.duration_ms = started.elapsed().as_millis() as u64;
-    if let Some(collected) = collected.filter(|_| summary.succeeded) {
-        let finish = outputs::Finish {
-            settings: &settings,
-            build_key: &build_key,
-            image_id: &image_id,
-            git_revision: source.git_revision,
-            json,
-        };
-        finish.write(collected, &mut summary)?;
-    }
     print_summary(&summary, json);
     Ok(summary)
+}
+
+/// Issue 5's checks on the layer tree: static (ELF, ABI, layout, size of parts) and, unless
+/// disabled, importing every top-level module in the build image as Lambda mounts the layer.
+async fn verify_layer(
+    engine: &Engine,
+    settings: &Settings,
+    tree: &Path,
+    no_import_test: bool,
+    json: bool,
+) -> anyhow::Result<Vec<crate::diagnostic::Diagnostic>> {
+    log(
+        json,
+        &format!("[Container] {} Verifying the layer", timestamp()),
+    );
+    let target =
+        crate::verify::Target::new(&settings.compatible_runtimes, &[settings.arch.as_str()])?;
+    let mut checks = crate::verify::verify_tree(tree, &target);
+    if !no_import_test {
+        let (outcome, failed) = crate::verify::import_smoke_test(engine, &settings.image, tree)
+            .await
+            .context("the import smoke test could not run (--no-import-test skips it)")?;
+        log(
+            json,
+            &format!(
+                "import smoke test: {} modules imported, {} failed",
+                outcome.imported.len(),
+                failed.len()
+            ),
+        );
+        checks.extend(failed);
+    }
+    for check in &checks {
+        let position = check
+            .position()
+            .map(|p| format!("{p}: "))
+            .unwrap_or_default();
+        log(
+            json,
+            &format!(
+                "{position}{}[{}]: {}",
+                check.severity, check.rule.id, check.message
+            ),
+        );
+    }
+    Ok(checks)
 }
 
 struct Run<'a> {
@@ -630,20 +683,7 @@ fn single_file_tar(name: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 fn timestamp() -> String {
-    let ms = crate::util::unix_millis();
-    let secs = (ms / 1000) as i64;
-    let date = crate::runtime::Date::from_unix_days(secs.div_euclid(86_400));
-    let day = secs.rem_euclid(86_400);
-    format!(
-        "{:04}/{:02}/{:02} {:02}:{:02}:{:02}.{:03}",
-        date.year,
-        date.month,
-        date.day,
-        day / 3600,
-        day / 60 % 60,
-        day % 60,
-        ms % 1000
-    )
+    crate::util::UtcTime::now().codebuild_log()
 }
 
 /// Resolves with the shell's exit code for the first SIGINT (130) or SIGTERM (143).

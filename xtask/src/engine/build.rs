@@ -161,22 +161,7 @@ impl Engine {
             }),
             ..Default::default()
         };
-        let created = match self.docker.create_container(None, body).await {
-            Ok(created) => created,
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {
-                return Err(Error::NoSuchImage {
-                    image: spec.image.clone(),
-                })
-            }
-            Err(cause) => {
-                return Err(Error::Create {
-                    image: spec.image.clone(),
-                    cause,
-                })
-            }
-        };
+        let created = self.create_container(body, &spec.image).await?;
         let container = BuildContainer {
             guard: self.guard(&created.id),
             id: created.id,

@@ -1,0 +1,340 @@
+//! The import smoke test: every top-level module the layer's distributions install is imported in
+//! the build image with only the layer on `sys.path`, mounted at `/opt` as Lambda mounts it, each
+//! in its own interpreter with a timeout.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::checks::{self, diagnostic};
+use crate::diagnostic::Diagnostic;
+use crate::engine::{BuildContainerSpec, Engine};
+use crate::rules;
+
+/// How long one import may take before it counts as hung.
+pub const IMPORT_TIMEOUT_SECS: u64 = 30;
+/// Lines of the driver's output that carry results start with this.
+const RESULT_PREFIX: &str = "XTASK-IMPORT ";
+/// The unprivileged user the imports run as (`nobody`): like Lambda, it cannot write to /opt.
+const IMPORT_USER: &str = "65534:65534";
+
+/// A module to import: the package root it sits in (`python` or
+/// `python/lib/python3.X/site-packages`), its name and the distribution that installed it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Module {
+    pub root: String,
+    pub name: String,
+    pub distribution: String,
+}
+
+/// Every top-level module of every distribution in the layer (from `top_level.txt`, else from
+/// `RECORD`), keeping only names that exist in the tree.
+pub fn top_level_modules(dir: &Path) -> Vec<Module> {
+    let (entries, _) = checks::walk(dir);
+    let mut modules = BTreeSet::new();
+    for entry in &entries {
+        let Some(dist_info) = entry.rel.strip_suffix("/RECORD") else {
+            continue;
+        };
+        if !dist_info.ends_with(".dist-info") {
+            continue;
+        }
+        let Some(root) = checks::package_root(&entry.rel) else {
+            continue;
+        };
+        if dist_info.rsplit_once('/').map(|(parent, _)| parent) != Some(root.as_str()) {
+            continue;
+        }
+        let distribution = dist_info
+            .rsplit('/')
+            .next()
+            .and_then(|d| d.strip_suffix(".dist-info"))
+            .unwrap_or(dist_info)
+            .to_string();
+        let names = match std::fs::read_to_string(dir.join(dist_info).join("top_level.txt")) {
+            Ok(text) => text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(|l| l.replace('/', "."))
+                .collect(),
+            Err(_) => std::fs::read_to_string(dir.join(&entry.rel))
+                .map(|record| modules_from_record(&record))
+                .unwrap_or_default(),
+        };
+        for name in names {
+            let top = name.split('.').next().unwrap_or_default();
+            if is_identifier(top) && exists(&dir.join(&root), top) {
+                modules.insert(Module {
+                    root: root.clone(),
+                    name: top.to_string(),
+                    distribution: distribution.clone(),
+                });
+            }
+        }
+    }
+    modules.into_iter().collect()
+}
+
+/// The top-level modules a `RECORD` lists: first path components that are packages, `.py`
+/// modules or extension modules.
+pub fn modules_from_record(record: &str) -> Vec<String> {
+    let mut names = BTreeSet::new();
+    for line in record.lines() {
+        let path = match line.strip_prefix('"') {
+            Some(quoted) => quoted.split('"').next().unwrap_or_default(),
+            None => line.split(',').next().unwrap_or_default(),
+        };
+        let name = match path.split_once('/') {
+            Some((dir, _)) => dir,
+            None => match path.strip_suffix(".py") {
+                Some(module) => module,
+                None if path.ends_with(".so") => path.split('.').next().unwrap_or_default(),
+                None => continue,
+            },
+        };
+        if is_identifier(name) && name != "__pycache__" {
+            names.insert(name.to_string());
+        }
+    }
+    names.into_iter().collect()
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether `root` holds a package or module `name`.
+fn exists(root: &Path, name: &str) -> bool {
+    if root.join(name).is_dir() || root.join(format!("{name}.py")).is_file() {
+        return true;
+    }
+    std::fs::read_dir(root).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let file = e.file_name().to_string_lossy().to_string();
+            file.starts_with(&format!("{name}.")) && file.ends_with(".so")
+        })
+    })
+}
+
+/// The driver: imports each `root:module` argument in a fresh isolated interpreter (`-I -S -B`: no
+/// site-packages of the image, no user site, no environment, no bytecode writes) whose `sys.path`
+/// starts with the layer's paths as Lambda orders them, and prints one JSON line per module.
+const DRIVER: &str = r#"
+import json, os, subprocess, sys
+version = "%d.%d" % sys.version_info[:2]
+site = "/opt/python/lib/python%s/site-packages" % version
+child = (
+    "import importlib, sys\n"
+    "sys.path[:0] = [%r, '/opt/python']\n"
+    "importlib.import_module(sys.argv[1])\n"
+) % site
+env = dict(os.environ)
+env["LD_LIBRARY_PATH"] = ":".join(p for p in [env.get("LD_LIBRARY_PATH"), "/opt/lib"] if p)
+env["PATH"] = env.get("PATH", "/usr/bin:/bin") + ":/opt/bin"
+env["HOME"] = "/tmp"
+timeout = int(os.environ.get("XTASK_IMPORT_TIMEOUT", "30"))
+print("XTASK-IMPORT " + json.dumps({"python": version}), flush=True)
+for arg in sys.argv[1:]:
+    root, module = arg.split(":", 1)
+    if root != "python" and root != "python/lib/python%s/site-packages" % version:
+        print("XTASK-IMPORT " + json.dumps({"module": module, "skipped": True}), flush=True)
+        continue
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-S", "-B", "-c", child, module],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/tmp", env=env, timeout=timeout,
+        )
+        ok = done.returncode == 0
+        error = done.stderr.decode("utf-8", "replace").strip()
+        lines = [l for l in error.splitlines() if l.strip()]
+        error = lines[-1] if lines else "exit code %d" % done.returncode
+    except subprocess.TimeoutExpired:
+        ok, error = False, "did not finish within %d s" % timeout
+    result = {"module": module, "ok": ok}
+    if not ok:
+        result["error"] = error
+    print("XTASK-IMPORT " + json.dumps(result), flush=True)
+"#;
+
+/// What the driver reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportOutcome {
+    /// The image's Python, `3.9`.
+    pub python: Option<String>,
+    /// Modules that imported.
+    pub imported: Vec<String>,
+    /// `(module, error line)` for each that did not.
+    pub failed: Vec<(String, String)>,
+    /// Modules for another Python version's site-packages, not tried.
+    pub skipped: Vec<String>,
+}
+
+/// Reads the driver's result lines (other output, e.g. warnings, is ignored).
+pub fn parse_output(output: &str) -> ImportOutcome {
+    let mut outcome = ImportOutcome::default();
+    for line in output.lines() {
+        let Some(json) = line.strip_prefix(RESULT_PREFIX) else {
+            continue;
+        };
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(json) else {
+            continue;
+        };
+        if let Some(python) = value["python"].as_str() {
+            outcome.python = Some(python.to_string());
+            continue;
+        }
+        let Some(module) = value["module"].as_str().map(str::to_string) else {
+            continue;
+        };
+        if value["skipped"].as_bool() == Some(true) {
+            outcome.skipped.push(module);
+        } else if value["ok"].as_bool() == Some(true) {
+            outcome.imported.push(module);
+        } else {
+            let error = value["error"]
+                .as_str()
+                .unwrap_or("unknown error")
+                .to_string();
+            outcome.failed.push((module, error));
+        }
+    }
+    outcome
+}
+
+/// Uploads the layer at `layer_dir` to `/opt` of a new container of `image` and imports every
+/// top-level module in it (see [`DRIVER`]). Returns one `BS310` diagnostic per failed import;
+/// `Err` only when the test itself could not run (Docker, the image, the upload).
+pub async fn import_smoke_test(
+    engine: &Engine,
+    image: &str,
+    layer_dir: &Path,
+) -> anyhow::Result<(ImportOutcome, Vec<Diagnostic>)> {
+    let modules = top_level_modules(layer_dir);
+    if modules.is_empty() {
+        return Ok((ImportOutcome::default(), Vec::new()));
+    }
+    let dir = layer_dir.to_path_buf();
+    let tar = tokio::task::spawn_blocking(move || tar_of(&dir))
+        .await
+        .context("packing the layer for the import test stopped")??;
+    let spec = BuildContainerSpec {
+        image: image.to_string(),
+        working_dir: Some("/tmp".to_string()),
+        ..Default::default()
+    };
+    let container = engine.create_build_container(&spec).await?;
+    engine.upload(&container, "/opt", tar).await?;
+    let mut cmd = vec![
+        "python3".to_string(),
+        "-I".to_string(),
+        "-S".to_string(),
+        "-c".to_string(),
+        DRIVER.to_string(),
+    ];
+    cmd.extend(modules.iter().map(|m| format!("{}:{}", m.root, m.name)));
+    let env = [(
+        "XTASK_IMPORT_TIMEOUT".to_string(),
+        IMPORT_TIMEOUT_SECS.to_string(),
+    )];
+    let mut output = Vec::new();
+    let budget = Duration::from_secs(IMPORT_TIMEOUT_SECS * (modules.len() as u64 + 1) + 60);
+    let exec = engine.exec(
+        &container,
+        &cmd,
+        &env,
+        Some(IMPORT_USER),
+        Some("/tmp"),
+        |chunk| output.extend_from_slice(chunk),
+    );
+    let code = tokio::time::timeout(budget, exec)
+        .await
+        .with_context(|| format!("the import test did not finish within {budget:?}"))??;
+    if let Err(e) = container.remove().await {
+        eprintln!("warning: {e}");
+    }
+    let text = String::from_utf8_lossy(&output);
+    let outcome = parse_output(&text);
+    if code != 0 || outcome.python.is_none() {
+        let tail: Vec<&str> = text.lines().rev().take(5).collect();
+        anyhow::bail!(
+            "the import test driver failed in {image} (exit code {code}): {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        );
+    }
+    let diagnostics = outcome
+        .failed
+        .iter()
+        .map(|(name, error)| {
+            let module = modules.iter().find(|m| &m.name == name);
+            let rel = module.map_or_else(|| name.clone(), |m| format!("{}/{}", m.root, m.name));
+            let from = module
+                .map(|m| format!(" (from {})", m.distribution))
+                .unwrap_or_default();
+            diagnostic(
+                &rules::IMPORT_FAILED,
+                &rel,
+                format!("`import {name}`{from} failed with only the layer on sys.path: {error}"),
+            )
+            .help(format!(
+                "reproduce with `docker run --rm -v $PWD/layer:/opt:ro {image} python3 -I -S -c \"import sys; sys.path[:0]=['/opt/python']; import {name}\"`; a missing module usually means a dependency was not installed into the layer"
+            ))
+        })
+        .collect();
+    Ok((outcome, diagnostics))
+}
+
+/// A tar of the tree at `dir` with entry names relative to it, modes made readable by anyone.
+fn tar_of(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    builder.mode(tar::HeaderMode::Deterministic);
+    builder
+        .append_dir_all(".", dir)
+        .with_context(|| format!("cannot pack {}", dir.display()))?;
+    builder.into_inner().context("cannot pack the layer")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_lists_top_level_modules() {
+        let record = "six.py,sha256=x,100\n\
+                      six-1.16.0.dist-info/RECORD,,\n\
+                      __pycache__/six.cpython-39.pyc,,\n\
+                      yaml/__init__.py,sha256=y,10\n\
+                      _yaml.cpython-39-x86_64-linux-gnu.so,sha256=z,5\n\
+                      ../../bin/tool,sha256=a,1\n\
+                      \"weird,name/__init__.py\",sha256=b,1\n";
+        assert_eq!(modules_from_record(record), ["_yaml", "six", "yaml"]);
+    }
+
+    #[test]
+    fn driver_output_is_parsed() {
+        let output = "noise\nXTASK-IMPORT {\"python\": \"3.9\"}\n\
+                      XTASK-IMPORT {\"module\": \"six\", \"ok\": true}\n\
+                      XTASK-IMPORT {\"module\": \"bad\", \"ok\": false, \"error\": \"ImportError: boom\"}\n\
+                      XTASK-IMPORT {\"module\": \"other\", \"skipped\": true}\n";
+        let outcome = parse_output(output);
+        assert_eq!(outcome.python.as_deref(), Some("3.9"));
+        assert_eq!(outcome.imported, ["six"]);
+        assert_eq!(
+            outcome.failed,
+            [("bad".to_string(), "ImportError: boom".to_string())]
+        );
+        assert_eq!(outcome.skipped, ["other"]);
+    }
+
+    #[test]
+    fn the_driver_has_no_tabs() {
+        assert!(!DRIVER.contains('\t'));
+    }
+}
