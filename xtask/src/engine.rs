@@ -105,6 +105,12 @@ impl Engine {
         })
     }
 
+    /// Whether the daemon runs on this machine (a Unix socket or a named pipe), so it can bind-mount
+    /// host paths; a remote daemon (tcp://, ssh://) needs uploads instead.
+    pub fn is_local(&self) -> bool {
+        self.host.starts_with("unix://") || self.host.starts_with("npipe://")
+    }
+
     /// The API version in use after negotiation, e.g. `1.41`.
     pub fn api_version(&self) -> String {
         let version = self.docker.client_version();

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 
 use super::checks::{self, diagnostic};
 use crate::diagnostic::Diagnostic;
-use crate::engine::{BuildContainerSpec, Engine};
+use crate::engine::{BuildContainer, BuildContainerSpec, Engine};
 use crate::rules;
 
 /// How long one import may take before it counts as hung.
@@ -220,17 +220,7 @@ pub async fn import_smoke_test(
     if modules.is_empty() {
         return Ok((ImportOutcome::default(), Vec::new()));
     }
-    let dir = layer_dir.to_path_buf();
-    let tar = tokio::task::spawn_blocking(move || tar_of(&dir))
-        .await
-        .context("packing the layer for the import test stopped")??;
-    let spec = BuildContainerSpec {
-        image: image.to_string(),
-        working_dir: Some("/tmp".to_string()),
-        ..Default::default()
-    };
-    let container = engine.create_build_container(&spec).await?;
-    engine.upload(&container, "/opt", tar).await?;
+    let container = layer_container(engine, image, layer_dir).await?;
     let mut cmd = vec![
         "python3".to_string(),
         "-I".to_string(),
@@ -288,6 +278,40 @@ pub async fn import_smoke_test(
         })
         .collect();
     Ok((outcome, diagnostics))
+}
+
+/// A container of `image` with the layer at `/opt`: bind-mounted read-only when the daemon is
+/// local (no copy of a 100 MB tree), else uploaded as a tar (remote daemons, or a path the daemon
+/// cannot share, such as outside Docker Desktop's file sharing).
+async fn layer_container(
+    engine: &Engine,
+    image: &str,
+    layer_dir: &Path,
+) -> anyhow::Result<BuildContainer> {
+    let spec = BuildContainerSpec {
+        image: image.to_string(),
+        working_dir: Some("/tmp".to_string()),
+        ..Default::default()
+    };
+    if engine.is_local() {
+        let host_path = layer_dir
+            .canonicalize()
+            .with_context(|| format!("cannot resolve {}", layer_dir.display()))?;
+        let mounted = BuildContainerSpec {
+            bind_mounts_ro: vec![(host_path.display().to_string(), "/opt".to_string())],
+            ..spec.clone()
+        };
+        if let Ok(container) = engine.create_build_container(&mounted).await {
+            return Ok(container);
+        }
+    }
+    let dir = layer_dir.to_path_buf();
+    let tar = tokio::task::spawn_blocking(move || tar_of(&dir))
+        .await
+        .context("packing the layer for the import test stopped")??;
+    let container = engine.create_build_container(&spec).await?;
+    engine.upload(&container, "/opt", tar).await?;
+    Ok(container)
 }
 
 /// A tar of the tree at `dir` with entry names relative to it, modes made readable by anyone.
