@@ -4,7 +4,9 @@
 //!
 //! parse + lint → settings → source → (no-op check) → container → driver → artifact → zip.
 
+mod cache;
 mod key;
+mod log;
 mod outputs;
 mod run;
 mod secrets;

@@ -11,14 +11,17 @@
 //! - written to a temporary file next to the destination and renamed into place, so a failure
 //!   never leaves a partial file at the final path.
 //!
-//! Files up to 32 MiB are compressed in parallel into memory and appended in order; bigger files
-//! are streamed. The choice depends only on the file's size, so the output does not depend on the
-//! number of threads.
+//! Files are compressed into memory by worker threads, which take them in order from a shared
+//! queue (a big file is read in chunks, so only its compressed form is held); the writer appends
+//! each entry in order as soon as it is ready. At most [`WINDOW_BYTES`] of finished entries wait
+//! for the writer (plus what the workers are compressing). Every file is compressed the same way
+//! whatever the number of threads, so the output does not depend on it.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read};
+use std::io::{self, BufWriter, Read, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
@@ -27,11 +30,9 @@ use sha2::{Digest, Sha256};
 use zip::write::{PreparedZipFile, SimpleFileOptions, ZipFileBuilder};
 use zip::{CompressionMethod, DateTime, ZipWriter};
 
-/// Files bigger than this are streamed instead of compressed in memory on a worker thread.
-const PARALLEL_FILE_LIMIT: u64 = 32 << 20;
-/// Uncompressed bytes compressed in memory before they are appended to the zip.
-const BATCH_BYTES: u64 = 64 << 20;
-const BATCH_FILES: usize = 1024;
+/// Compressed bytes of finished entries that may wait for the writer: a worker does not start
+/// a new file while this much is waiting.
+const WINDOW_BYTES: u64 = 16 << 20;
 /// 1980-01-01T00:00:00Z, the earliest DOS timestamp.
 const DOS_EPOCH: i64 = 315_532_800;
 
@@ -222,58 +223,7 @@ pub fn write_zip_entries(
         .try_clone()
         .context("cannot reopen the temporary zip")?;
     let mut zip = ZipWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let mut files = 0u64;
-    let mut unzipped_bytes = 0u64;
-    let mut index = 0;
-    while index < entries.len() {
-        let entry = &entries[index];
-        match &entry.kind {
-            ZipEntryKind::Symlink { target } => {
-                zip.add_symlink(entry.name.as_str(), target, file_options(timestamp, 0o777))
-                    .with_context(|| format!("cannot add the link {}", entry.name))?;
-                files += 1;
-                unzipped_bytes += target.len() as u64;
-                index += 1;
-            }
-            ZipEntryKind::File { executable, size } if *size > PARALLEL_FILE_LIMIT => {
-                let mode = if *executable { 0o755 } else { 0o644 };
-                let opts = file_options(timestamp, mode).large_file(*size >= u64::from(u32::MAX));
-                zip.start_file(entry.name.as_str(), opts)
-                    .with_context(|| format!("cannot add {}", entry.name))?;
-                let mut input = File::open(&entry.path)
-                    .with_context(|| format!("cannot read {}", entry.path.display()))?;
-                unzipped_bytes += io::copy(&mut input, &mut zip)
-                    .with_context(|| format!("cannot compress {}", entry.path.display()))?;
-                files += 1;
-                index += 1;
-            }
-            ZipEntryKind::File { .. } => {
-                let start = index;
-                let mut batch_bytes = 0;
-                while let Some(ZipEntry {
-                    kind: ZipEntryKind::File { size, .. },
-                    ..
-                }) = entries.get(index)
-                {
-                    if *size > PARALLEL_FILE_LIMIT
-                        || batch_bytes >= BATCH_BYTES
-                        || index - start >= BATCH_FILES
-                    {
-                        break;
-                    }
-                    batch_bytes += size;
-                    index += 1;
-                }
-                for prepared in compress_batch(&entries[start..index], timestamp, options.threads)?
-                {
-                    unzipped_bytes += prepared.uncompressed_size();
-                    files += 1;
-                    zip.add_prepared_file(prepared)
-                        .context("cannot append a compressed file")?;
-                }
-            }
-        }
-    }
+    let (files, unzipped_bytes) = append_entries(&mut zip, entries, timestamp, options.threads)?;
     let writer = zip.finish().context("cannot finish the zip")?;
     let file = writer
         .into_inner()
@@ -297,50 +247,190 @@ pub fn write_zip_entries(
     })
 }
 
-/// Compresses files in memory on `threads` threads; the result is in the input order.
-fn compress_batch(
-    batch: &[ZipEntry],
-    timestamp: DateTime,
-    threads: usize,
-) -> Result<Vec<PreparedZipFile>> {
-    let threads = threads.clamp(1, batch.len().max(1));
-    let compress_every = |first: usize| -> Result<Vec<(usize, PreparedZipFile)>> {
-        (first..batch.len())
-            .step_by(threads)
-            .map(|i| compress_one(&batch[i], timestamp).map(|p| (i, p)))
-            .collect()
-    };
-    let mut done: Vec<(usize, PreparedZipFile)> = if threads == 1 {
-        compress_every(0)?
-    } else {
-        std::thread::scope(|scope| -> Result<Vec<(usize, PreparedZipFile)>> {
-            let handles: Vec<_> = (0..threads)
-                .map(|first| scope.spawn(move || compress_every(first)))
-                .collect();
-            let mut all = Vec::with_capacity(batch.len());
-            for handle in handles {
-                let part = handle
-                    .join()
-                    .map_err(|_| anyhow!("a compression thread panicked"))??;
-                all.extend(part);
-            }
-            Ok(all)
-        })?
-    };
-    done.sort_by_key(|(i, _)| *i);
-    Ok(done.into_iter().map(|(_, p)| p).collect())
+/// The work queue shared by the compression threads and the writer.
+struct Queue {
+    state: Mutex<QueueState>,
+    /// Signalled when an entry is finished or the queue is aborted (the writer waits on it).
+    finished: Condvar,
+    /// Signalled when the window has room or the queue is aborted (workers wait on it).
+    room: Condvar,
 }
 
-fn compress_one(entry: &ZipEntry, timestamp: DateTime) -> Result<PreparedZipFile> {
-    let executable = matches!(
-        entry.kind,
-        ZipEntryKind::File {
-            executable: true,
-            ..
+struct QueueState {
+    /// The next file (an index into the list of files) a worker may take.
+    next: usize,
+    /// Finished entries not yet appended, by file index.
+    done: Vec<Option<PreparedZipFile>>,
+    /// Compressed bytes in `done`.
+    waiting_bytes: u64,
+    /// The first error, if any; once set, everyone stops.
+    error: Option<anyhow::Error>,
+    aborted: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn abort(&self, error: Option<anyhow::Error>) {
+        let mut state = self.lock();
+        if state.error.is_none() {
+            state.error = error;
         }
-    );
+        state.aborted = true;
+        drop(state);
+        self.finished.notify_all();
+        self.room.notify_all();
+    }
+}
+
+/// Aborts the queue if a worker panics, so the writer does not wait for its entry forever.
+struct AbortOnPanic<'a>(&'a Queue);
+
+impl Drop for AbortOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.abort(Some(anyhow!("a compression thread panicked")));
+        }
+    }
+}
+
+/// Compresses the files of `entries` on `threads` worker threads, in order, and appends every
+/// entry to `zip` in order as soon as it is ready. Returns (entries, uncompressed bytes).
+fn append_entries<W: Write + Seek>(
+    zip: &mut ZipWriter<W>,
+    entries: &[ZipEntry],
+    timestamp: DateTime,
+    threads: usize,
+) -> Result<(u64, u64)> {
+    let files: Vec<&ZipEntry> = entries
+        .iter()
+        .filter(|e| matches!(e.kind, ZipEntryKind::File { .. }))
+        .collect();
+    let queue = Queue {
+        state: Mutex::new(QueueState {
+            next: 0,
+            done: std::iter::repeat_with(|| None).take(files.len()).collect(),
+            waiting_bytes: 0,
+            error: None,
+            aborted: false,
+        }),
+        finished: Condvar::new(),
+        room: Condvar::new(),
+    };
+    let threads = threads.clamp(1, files.len().max(1));
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| scope.spawn(|| compress_worker(&queue, &files, timestamp)))
+            .collect();
+        let result = write_in_order(zip, entries, timestamp, &queue);
+        // Stop the workers whatever happened: they may be waiting for room in the window.
+        queue.abort(None);
+        let mut panicked = false;
+        for worker in workers {
+            panicked |= worker.join().is_err();
+        }
+        match result {
+            Ok(_) if panicked => Err(anyhow!("a compression thread panicked")),
+            other => other,
+        }
+    })
+}
+
+fn compress_worker(queue: &Queue, files: &[&ZipEntry], timestamp: DateTime) {
+    let _guard = AbortOnPanic(queue);
+    loop {
+        let index = {
+            let mut state = queue.lock();
+            loop {
+                if state.aborted || state.next >= files.len() {
+                    return;
+                }
+                if state.waiting_bytes < WINDOW_BYTES {
+                    break;
+                }
+                state = queue
+                    .room
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            state.next += 1;
+            state.next - 1
+        };
+        match compress_one(files[index], timestamp) {
+            Ok(prepared) => {
+                let mut state = queue.lock();
+                state.waiting_bytes += prepared.compressed_size();
+                state.done[index] = Some(prepared);
+                drop(state);
+                queue.finished.notify_all();
+            }
+            Err(error) => {
+                queue.abort(Some(error));
+                return;
+            }
+        }
+    }
+}
+
+/// The writer: appends every entry in order, taking each file from the queue once it is ready.
+fn write_in_order<W: Write + Seek>(
+    zip: &mut ZipWriter<W>,
+    entries: &[ZipEntry],
+    timestamp: DateTime,
+    queue: &Queue,
+) -> Result<(u64, u64)> {
+    let mut files = 0u64;
+    let mut unzipped_bytes = 0u64;
+    let mut file_index = 0;
+    for entry in entries {
+        match &entry.kind {
+            ZipEntryKind::Symlink { target } => {
+                zip.add_symlink(entry.name.as_str(), target, file_options(timestamp, 0o777))
+                    .with_context(|| format!("cannot add the link {}", entry.name))?;
+                unzipped_bytes += target.len() as u64;
+            }
+            ZipEntryKind::File { .. } => {
+                let prepared = {
+                    let mut state = queue.lock();
+                    loop {
+                        if let Some(error) = state.error.take() {
+                            return Err(error);
+                        }
+                        if let Some(prepared) = state.done[file_index].take() {
+                            state.waiting_bytes -= prepared.compressed_size();
+                            break prepared;
+                        }
+                        if state.aborted {
+                            bail!("the zip was abandoned");
+                        }
+                        state = queue
+                            .finished
+                            .wait(state)
+                            .unwrap_or_else(PoisonError::into_inner);
+                    }
+                };
+                queue.room.notify_all();
+                file_index += 1;
+                unzipped_bytes += prepared.uncompressed_size();
+                zip.add_prepared_file(prepared)
+                    .with_context(|| format!("cannot add {}", entry.name))?;
+            }
+        }
+        files += 1;
+    }
+    Ok((files, unzipped_bytes))
+}
+/// Compresses one file into memory, reading it in chunks: only the compressed data is held.
+fn compress_one(entry: &ZipEntry, timestamp: DateTime) -> Result<PreparedZipFile> {
+    let (executable, size) = match entry.kind {
+        ZipEntryKind::File { executable, size } => (executable, size),
+        ZipEntryKind::Symlink { .. } => (false, 0),
+    };
     let mode = if executable { 0o755 } else { 0o644 };
-    let mut builder = ZipFileBuilder::new(entry.name.as_str(), file_options(timestamp, mode))
+    let options = file_options(timestamp, mode).large_file(size >= u64::from(u32::MAX));
+    let mut builder = ZipFileBuilder::new(entry.name.as_str(), options)
         .with_context(|| format!("cannot add {}", entry.name))?;
     let mut input =
         File::open(&entry.path).with_context(|| format!("cannot read {}", entry.path.display()))?;

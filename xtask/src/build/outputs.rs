@@ -229,7 +229,7 @@ pub fn layer_tree(
     let primary_dir = staging_dir(&settings.out_dir).join("primary");
     match single_zip_contents(&primary_dir)? {
         Some(found) => {
-            super::run::log(
+            super::log::log(
                 json,
                 "the artifact is a single zip: using its contents as the layer",
             );

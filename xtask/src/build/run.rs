@@ -8,31 +8,24 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _};
 
+use super::cache;
 use super::key::{self, KeyInputs};
+use super::log::{log, timestamp, OutputReader};
 use super::outputs::{self, Collected, InContainer};
 use super::secrets;
 use super::settings::{source_number, Settings};
 use super::source::Source;
-use super::summary::{PhaseResult, Summary};
+use super::summary::Summary;
 use super::variables::{self, UserVariables, Variables};
 use super::BuildLayer;
 use crate::buildspec::PhaseName;
 use crate::engine::{BuildContainer, BuildContainerSpec, Engine};
 use crate::manifest::Manifest;
-use crate::plan::{self, Marker, PlanInputs};
+use crate::plan::{self, PlanInputs};
 
 /// Where the host's CA bundle is put in the container.
 const CONTAINER_CA_DIR: &str = "/tmp/xtask-host-ca";
 const CONTAINER_CA_FILE: &str = "/tmp/xtask-host-ca/ca-bundle.crt";
-
-/// Where the build's log lines go: the terminal, or stderr when stdout carries JSON.
-pub(super) fn log(json: bool, line: &str) {
-    if json {
-        eprintln!("{line}");
-    } else {
-        println!("{line}");
-    }
-}
 
 pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
     let started = Instant::now();
@@ -52,34 +45,7 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
         );
     }
 
-    let env_file = match &flags.env_file {
-        Some(path) => variables::read_env_file(path)?,
-        None => Vec::new(),
-    };
-    let mut user = UserVariables {
-        buildspec: &settings.buildspec,
-        env_file,
-        cli: flags.env.clone(),
-        stores: Vec::new(),
-    };
-    let missing = user.unresolved_secrets();
-    if !missing.is_empty() && flags.resolve_secrets {
-        let mut wanted = settings.buildspec.env.clone();
-        wanted
-            .parameter_store
-            .retain(|(name, _)| missing.contains(&name.value));
-        wanted
-            .secrets_manager
-            .retain(|(name, _)| missing.contains(&name.value));
-        user.stores = secrets::resolve(&wanted).await?;
-    } else if !missing.is_empty() {
-        bail!(
-            "the buildspec reads {} from Parameter Store / Secrets Manager: pass --resolve-secrets to fetch them with your AWS credentials, or each value with --env NAME=value or --env-file FILE",
-            missing.join(", ")
-        );
-    }
-    let user_vars = user.merged();
-    let secrets = user.secret_values();
+    let (user_vars, secrets) = user_variables(&flags, &settings).await?;
 
     let source = Source::discover(&settings.source_dir)?;
     let packed = source.pack()?;
@@ -118,8 +84,8 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
         "/codebuild/output/src{}/src",
         source_number(&settings.layer_name)
     );
-    let build_number = next_build_number(&settings.out_dir);
-    let mut env = codebuild_variables(
+    let build_number = variables::next_build_number(&settings.out_dir);
+    let mut env = variables::codebuild_variables(
         &settings,
         &src_dir,
         build_number,
@@ -128,34 +94,14 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
     for (name, value) in &user_vars.0 {
         env.set(name, value.clone());
     }
-    let ca_bundle = if flags.no_host_network_config {
-        None
-    } else {
-        variables::host_ca_bundle()
-    };
-    let mut container_env = Variables::default();
-    if !flags.no_host_network_config {
-        for (name, value) in variables::host_network_variables() {
-            container_env.set(&name, value);
-        }
-        if ca_bundle.is_some() {
-            for name in variables::CA_VARIABLES {
-                container_env.set(name, CONTAINER_CA_FILE);
-            }
-        }
-    }
-    if flags.pass_aws_credentials {
-        for (name, value) in variables::host_aws_credentials() {
-            container_env.set(&name, value);
-        }
-    }
+    let (container_env, ca_bundle) = container_environment(&flags);
 
     let spec = BuildContainerSpec {
         image: settings.image.clone(),
         env: container_env.0.clone(),
         working_dir: Some(src_dir.clone()),
         volumes: if cache_enabled {
-            cache_volumes(&settings, &src_dir)
+            cache::cache_volumes(&settings, &src_dir)
         } else {
             Vec::new()
         },
@@ -206,6 +152,70 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
     summary.duration_ms = started.elapsed().as_millis() as u64;
     print_summary(&summary, json);
     Ok(summary)
+}
+
+/// The buildspec's variables, then the stores' (fetched with --resolve-secrets), the env file and
+/// --env; and the secret values to mask in the log.
+async fn user_variables(
+    flags: &BuildLayer,
+    settings: &Settings,
+) -> anyhow::Result<(Variables, Vec<String>)> {
+    let env_file = match &flags.env_file {
+        Some(path) => variables::read_env_file(path)?,
+        None => Vec::new(),
+    };
+    let mut user = UserVariables {
+        buildspec: &settings.buildspec,
+        env_file,
+        cli: flags.env.clone(),
+        stores: Vec::new(),
+    };
+    let missing = user.unresolved_secrets();
+    if !missing.is_empty() && flags.resolve_secrets {
+        let mut wanted = settings.buildspec.env.clone();
+        wanted
+            .parameter_store
+            .retain(|(name, _)| missing.contains(&name.value));
+        wanted
+            .secrets_manager
+            .retain(|(name, _)| missing.contains(&name.value));
+        user.stores = secrets::resolve(&wanted).await?;
+    } else if !missing.is_empty() {
+        bail!(
+            "the buildspec reads {} from Parameter Store / Secrets Manager: pass --resolve-secrets to fetch them with your AWS credentials, or each value with --env NAME=value or --env-file FILE",
+            missing.join(", ")
+        );
+    }
+    Ok((user.merged(), user.secret_values()))
+}
+
+/// What the container's environment adds for the tools in it: the host's proxy, pip index and CA
+/// settings (unless --no-host-network-config), AWS credentials only with --pass-aws-credentials.
+/// Returns the variables and the host CA bundle to copy in.
+fn container_environment(flags: &BuildLayer) -> (Variables, Option<std::path::PathBuf>) {
+    let ca_bundle = if flags.no_host_network_config {
+        None
+    } else {
+        variables::host_ca_bundle()
+    };
+    let mut container_env = Variables::default();
+    if !flags.no_host_network_config {
+        for (name, value) in variables::host_network_variables() {
+            container_env.set(&name, value);
+        }
+        if ca_bundle.is_some() {
+            for name in variables::CA_VARIABLES {
+                container_env.set(name, CONTAINER_CA_FILE);
+            }
+        }
+    }
+    if flags.pass_aws_credentials {
+        for (name, value) in variables::host_aws_credentials() {
+            container_env.set(&name, value);
+        }
+    }
+
+    (container_env, ca_bundle)
 }
 
 /// Issue 5's checks on the layer tree: static (ELF, ABI, layout, size of parts) and, unless
@@ -380,73 +390,6 @@ async fn drive(
     Ok((summary, Some(collected)))
 }
 
-/// Reads the driver's output: log lines to the terminal (secrets masked), marker lines into the
-/// summary.
-struct OutputReader<'a> {
-    json: bool,
-    secrets: &'a [String],
-    pending: Vec<u8>,
-    starts: Vec<(PhaseName, u64)>,
-    summary: Summary,
-    build_succeeded: Option<bool>,
-}
-
-impl<'a> OutputReader<'a> {
-    fn new(json: bool, secrets: &'a [String]) -> Self {
-        OutputReader {
-            json,
-            secrets,
-            pending: Vec::new(),
-            starts: Vec::new(),
-            summary: Summary::default(),
-            build_succeeded: None,
-        }
-    }
-
-    fn feed(&mut self, chunk: &[u8]) {
-        self.pending.extend_from_slice(chunk);
-        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).collect();
-            self.line(String::from_utf8_lossy(&line[..line.len() - 1]).trim_end_matches('\r'));
-        }
-    }
-
-    fn flush(&mut self) {
-        if !self.pending.is_empty() {
-            let rest = std::mem::take(&mut self.pending);
-            self.line(&String::from_utf8_lossy(&rest));
-        }
-    }
-
-    fn line(&mut self, line: &str) {
-        match plan::parse_marker(line) {
-            Some(Marker::PhaseStart { phase, at_ms }) => self.starts.push((phase, at_ms)),
-            Some(Marker::PhaseEnd {
-                phase,
-                succeeded,
-                at_ms,
-            }) => {
-                let start = self
-                    .starts
-                    .iter()
-                    .rev()
-                    .find(|(p, _)| *p == phase)
-                    .map_or(at_ms, |s| s.1);
-                self.summary.phases.retain(|p| p.phase != phase);
-                self.summary.phases.push(PhaseResult {
-                    phase,
-                    succeeded,
-                    duration_ms: at_ms.saturating_sub(start),
-                });
-            }
-            Some(Marker::Export { name, value }) => self.summary.exported.push((name, value)),
-            Some(Marker::BuildEnd { succeeded }) => self.build_succeeded = Some(succeeded),
-            Some(Marker::PhaseRetry { .. }) => {}
-            None => log(self.json, &variables::mask(line, self.secrets)),
-        }
-    }
-}
-
 /// `runtime-versions` asks for a Python the SAM image cannot switch to: check it is the image's.
 async fn check_runtime_versions(run: &Run<'_>, container: &BuildContainer) -> anyhow::Result<()> {
     let Some(install) = run.settings.buildspec.phase(PhaseName::Install) else {
@@ -560,95 +503,6 @@ async fn ensure_image(engine: &Engine, image: &str, json: bool) -> anyhow::Resul
     Ok(id)
 }
 
-/// CodeBuild's own variables, as its local agent sets them.
-fn codebuild_variables(
-    settings: &Settings,
-    src_dir: &str,
-    build_number: u64,
-    revision: Option<&str>,
-) -> Variables {
-    let mut vars = Variables::default();
-    vars.set("CODEBUILD_SRC_DIR", src_dir);
-    vars.set(
-        "CODEBUILD_BUILD_ID",
-        format!("local:{}", uuid::Uuid::new_v4()),
-    );
-    vars.set("CODEBUILD_BUILD_NUMBER", build_number.to_string());
-    vars.set("CODEBUILD_BUILD_IMAGE", settings.image.clone());
-    vars.set("CODEBUILD_BUILD_SUCCEEDING", "1");
-    vars.set(
-        "CODEBUILD_START_TIME",
-        crate::util::unix_millis().to_string(),
-    );
-    let user = std::env::var("USER").unwrap_or_else(|_| "local".to_string());
-    vars.set("CODEBUILD_INITIATOR", format!("xtask/{user}"));
-    vars.set("CODEBUILD_LOCAL_BUILD", "true");
-    if let Some(revision) = revision {
-        vars.set("CODEBUILD_RESOLVED_SOURCE_VERSION", revision);
-        vars.set("CODEBUILD_SOURCE_VERSION", revision);
-    }
-    let region = std::env::var("AWS_REGION").or_else(|_| std::env::var("AWS_DEFAULT_REGION"));
-    if let Ok(region) = region
-        .map(|r| r.trim().to_string())
-        .map_err(|_| ())
-        .and_then(|r| if r.is_empty() { Err(()) } else { Ok(r) })
-    {
-        vars.set("AWS_REGION", region.clone());
-        vars.set("AWS_DEFAULT_REGION", region);
-    }
-    vars
-}
-
-/// `cache: paths` → one named volume per directory, so caches persist between local builds.
-fn cache_volumes(settings: &Settings, src_dir: &str) -> Vec<(String, String)> {
-    use sha2::{Digest, Sha256};
-    let Some(cache) = &settings.buildspec.cache else {
-        return Vec::new();
-    };
-    let project = crate::util::hex(&Sha256::digest(
-        settings.source_dir.to_string_lossy().as_bytes(),
-    ));
-    let mut volumes: Vec<(String, String)> = Vec::new();
-    for path in &cache.paths {
-        let dir: Vec<&str> = path
-            .value
-            .split('/')
-            .take_while(|part| !part.contains(['*', '?', '[']))
-            .collect();
-        let dir = dir.join("/");
-        let dir = dir.trim_end_matches('/');
-        if dir.is_empty() {
-            continue;
-        }
-        let target = if dir.starts_with('/') {
-            dir.to_string()
-        } else {
-            format!("{src_dir}/{dir}")
-        };
-        if volumes.iter().any(|(_, t)| *t == target) {
-            continue;
-        }
-        let id = crate::util::hex(&Sha256::digest(target.as_bytes()));
-        volumes.push((
-            format!("xtask-cache-{}-{}", &project[..12], &id[..12]),
-            target,
-        ));
-    }
-    volumes
-}
-
-/// A per-out-dir counter, as CodeBuild numbers a project's builds.
-fn next_build_number(out_dir: &Path) -> u64 {
-    let path = out_dir.join(".build-number");
-    let n = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| t.trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        + 1;
-    let _ = std::fs::write(&path, n.to_string());
-    n
-}
-
 /// One build of a project at a time: a second one fails at once instead of racing on the zip.
 fn lock_out_dir(out_dir: &Path) -> anyhow::Result<std::fs::File> {
     let path = out_dir.join(".lock");
@@ -680,10 +534,6 @@ fn single_file_tar(name: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
     header.set_mode(0o644);
     builder.append_data(&mut header, name, content.as_slice())?;
     Ok(builder.into_inner()?)
-}
-
-fn timestamp() -> String {
-    crate::util::UtcTime::now().codebuild_log()
 }
 
 /// Resolves with the shell's exit code for the first SIGINT (130) or SIGTERM (143).

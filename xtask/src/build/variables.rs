@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context as _};
 
+use super::settings::Settings;
 use crate::buildspec::Buildspec;
 
 /// Host variables forwarded so pip reaches its index from behind a corporate proxy.
@@ -175,6 +176,57 @@ pub fn mask(line: &str, secrets: &[String]) -> String {
     secrets.iter().fold(line.to_string(), |line, secret| {
         line.replace(secret.as_str(), "***")
     })
+}
+
+/// CodeBuild's own variables, as its local agent sets them.
+pub fn codebuild_variables(
+    settings: &Settings,
+    src_dir: &str,
+    build_number: u64,
+    revision: Option<&str>,
+) -> Variables {
+    let mut vars = Variables::default();
+    vars.set("CODEBUILD_SRC_DIR", src_dir);
+    vars.set(
+        "CODEBUILD_BUILD_ID",
+        format!("local:{}", uuid::Uuid::new_v4()),
+    );
+    vars.set("CODEBUILD_BUILD_NUMBER", build_number.to_string());
+    vars.set("CODEBUILD_BUILD_IMAGE", settings.image.clone());
+    vars.set("CODEBUILD_BUILD_SUCCEEDING", "1");
+    vars.set(
+        "CODEBUILD_START_TIME",
+        crate::util::unix_millis().to_string(),
+    );
+    let user = std::env::var("USER").unwrap_or_else(|_| "local".to_string());
+    vars.set("CODEBUILD_INITIATOR", format!("xtask/{user}"));
+    vars.set("CODEBUILD_LOCAL_BUILD", "true");
+    if let Some(revision) = revision {
+        vars.set("CODEBUILD_RESOLVED_SOURCE_VERSION", revision);
+        vars.set("CODEBUILD_SOURCE_VERSION", revision);
+    }
+    let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .map(|r| r.trim().to_string())
+        .find(|r| !r.is_empty());
+    if let Some(region) = region {
+        vars.set("AWS_REGION", region.clone());
+        vars.set("AWS_DEFAULT_REGION", region);
+    }
+    vars
+}
+
+/// A per-out-dir counter, as CodeBuild numbers a project's builds.
+pub fn next_build_number(out_dir: &Path) -> u64 {
+    let path = out_dir.join(".build-number");
+    let n = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1;
+    let _ = std::fs::write(&path, n.to_string());
+    n
 }
 
 #[cfg(test)]
