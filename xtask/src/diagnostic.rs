@@ -124,6 +124,18 @@ impl Diagnostic {
         self.severity == Severity::Error
     }
 
+    /// `file:line:col: severity[ID]: message`, the one-line form for logs and editors.
+    pub fn headline(&self) -> String {
+        let position = self
+            .position()
+            .map(|p| format!("{p}: "))
+            .unwrap_or_default();
+        format!(
+            "{position}{}[{}]: {}",
+            self.severity, self.rule.id, self.message
+        )
+    }
+
     /// `file:line:col`, or just the file, or nothing.
     pub fn position(&self) -> Option<String> {
         let loc = self.location.as_ref()?;

@@ -57,11 +57,8 @@ pub fn human(diagnostics: &[Diagnostic], color: bool) -> String {
     let handler = GraphicalReportHandler::new_themed(theme).with_context_lines(1);
     let mut out = String::new();
     for d in diagnostics {
-        let position = d.position().map(|p| format!("{p}: ")).unwrap_or_default();
-        out.push_str(&format!(
-            "{position}{}[{}]: {}\n",
-            d.severity, d.rule.id, d.message
-        ));
+        out.push_str(&d.headline());
+        out.push('\n');
         let mut snippet = String::new();
         // Files without text (an unreadable file, a path inside a layer) get no snippet frame.
         let source = d

@@ -32,17 +32,7 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
     let settings = Settings::resolve(&flags)?;
     let json = flags.json;
     for warning in &settings.warnings {
-        let position = warning
-            .position()
-            .map(|p| format!("{p}: "))
-            .unwrap_or_default();
-        log(
-            json,
-            &format!(
-                "{position}warning[{}]: {}",
-                warning.rule.id, warning.message
-            ),
-        );
+        log(json, &warning.headline());
     }
 
     let (user_vars, secrets) = user_variables(&flags, &settings).await?;
@@ -249,17 +239,7 @@ async fn verify_layer(
         checks.extend(failed);
     }
     for check in &checks {
-        let position = check
-            .position()
-            .map(|p| format!("{p}: "))
-            .unwrap_or_default();
-        log(
-            json,
-            &format!(
-                "{position}{}[{}]: {}",
-                check.severity, check.rule.id, check.message
-            ),
-        );
+        log(json, &check.headline());
     }
     Ok(checks)
 }
