@@ -35,6 +35,16 @@ fn build_layer(dir: &Path, extra: &[&str]) -> Output {
         .expect("run xtask")
 }
 
+/// build-layer with a Docker host that does not exist: for what must fail before any container.
+fn build_layer_without_docker(dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["build-layer", "--source"])
+        .arg(dir)
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .expect("run xtask")
+}
+
 fn summary(output: &Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
@@ -148,12 +158,7 @@ fn an_invalid_buildspec_fails_with_the_lint_diagnostics_before_any_container() {
     let spec =
         "version: 0.2\nphases:\n  biuld:\n    commands: [echo]\nartifacts:\n  files: ['**/*']\n";
     let dir = project(spec, &[]);
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["build-layer", "--source"])
-        .arg(dir.path())
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .output()
-        .expect("run xtask");
+    let output = build_layer_without_docker(dir.path());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
@@ -167,12 +172,7 @@ fn an_invalid_buildspec_fails_with_the_lint_diagnostics_before_any_container() {
 fn secrets_without_values_fail_before_any_container() {
     let spec = "version: 0.2\nenv:\n  secrets-manager:\n    TOKEN: my/secret:token\nphases:\n  build:\n    commands: [echo]\nartifacts:\n  files: ['python/**/*']\n";
     let dir = project(spec, &[]);
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["build-layer", "--source"])
-        .arg(dir.path())
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .output()
-        .expect("run xtask");
+    let output = build_layer_without_docker(dir.path());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
@@ -452,12 +452,7 @@ fn a_second_build_of_the_same_layer_fails_at_once() {
 #[test]
 fn an_unreachable_docker_daemon_is_one_clear_line() {
     let dir = project(SMALL_LAYER, &[("src/mod.py", "VALUE = 1\n")]);
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["build-layer", "--source"])
-        .arg(dir.path())
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .output()
-        .expect("run xtask");
+    let output = build_layer_without_docker(dir.path());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
@@ -485,12 +480,7 @@ fn top_level_run_as_runs_the_commands_as_that_user() {
 fn per_phase_run_as_is_refused_before_any_container() {
     let spec = "version: 0.2\nphases:\n  build:\n    run-as: nobody\n    commands: [echo]\nartifacts:\n  files: ['python/**/*']\n";
     let dir = project(spec, &[]);
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["build-layer", "--source"])
-        .arg(dir.path())
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .output()
-        .expect("run xtask");
+    let output = build_layer_without_docker(dir.path());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
