@@ -387,3 +387,96 @@ fn a_tar_can_be_uploaded_in_chunks() {
         assert_no_leftovers(&engine).await;
     });
 }
+
+#[test]
+fn scratch_dirs_are_volumes_of_their_own_removed_with_the_container() {
+    support::block_on(async {
+        let Some((engine, image)) = docker_and_image().await else {
+            return;
+        };
+        let spec = BuildContainerSpec {
+            image,
+            working_dir: Some("/".to_string()),
+            scratch_dirs: strings(&["/codebuild/output", "/tmp"]),
+            ..Default::default()
+        };
+        let container = engine
+            .create_build_container(&spec)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let (code, mounts) = sh(&engine, &container, None, "cut -d' ' -f2 /proc/mounts").await;
+        assert_eq!(code, 0);
+        for dir in ["/codebuild/output", "/tmp"] {
+            assert!(
+                mounts.lines().any(|m| m == dir),
+                "{dir} is no mount: {mounts}"
+            );
+        }
+        // /tmp keeps the image's permissions (sticky, world-writable) for every build user.
+        let (_, mode) = sh(&engine, &container, None, "stat -c %a /tmp").await;
+        assert_eq!(mode.trim(), "1777");
+        // The archive API reads and writes inside them (the source upload, the artifacts).
+        engine
+            .upload(
+                &container,
+                "/codebuild/output/src1/src",
+                tar_of(&[("a.txt", "A\n")]),
+            )
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let (code, out) = sh(
+            &engine,
+            &container,
+            None,
+            "cat /codebuild/output/src1/src/a.txt",
+        )
+        .await;
+        assert_eq!((code, out.as_str()), (0, "A\n"));
+        let reader = engine
+            .download(&container, "/codebuild/output/src1/src/a.txt")
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let names = tokio::task::spawn_blocking(move || {
+            let mut archive = tar::Archive::new(reader);
+            let entries = archive.entries().unwrap_or_else(|error| panic!("{error}"));
+            entries
+                .map(|entry| {
+                    entry
+                        .unwrap_or_else(|error| panic!("{error}"))
+                        .path_bytes()
+                        .to_vec()
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(names, [b"a.txt".to_vec()]);
+
+        let docker = bollard::Docker::connect_with_defaults().unwrap_or_else(|e| panic!("{e}"));
+        let inspected = docker
+            .inspect_container(container.id(), None)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let volumes: Vec<String> = inspected
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|mount| mount.name)
+            .collect();
+        assert_eq!(volumes.len(), 2, "{volumes:?}");
+        container
+            .remove_in_background()
+            .await
+            .unwrap_or_else(|error| panic!("{error}"))
+            .unwrap_or_else(|error| panic!("{error}"));
+        for volume in volumes {
+            match docker.inspect_volume(&volume).await {
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                other => panic!("volume {volume} outlived its container: {other:?}"),
+            }
+        }
+        assert_no_leftovers(&engine).await;
+    });
+}

@@ -7,7 +7,7 @@ use anyhow::{bail, Context as _};
 
 use super::settings::Settings;
 use super::summary::Summary;
-use crate::artifacts::{self, ExtractSummary, Selection};
+use crate::artifacts::{self, ExtractSummary, Selection, ZipSummary};
 use crate::buildspec::ArtifactSpec;
 use crate::diagnostic::Diagnostic;
 use crate::engine::{BuildContainer, Engine};
@@ -139,6 +139,36 @@ pub async fn collect_reports(
     (copied, warnings)
 }
 
+/// The zips to write: owned, so they can be written on a blocking thread while the layer is
+/// verified.
+pub struct ZipJob {
+    options: artifacts::ZipOptions,
+    /// `(tree, zip)` of the layer.
+    layer: (PathBuf, PathBuf),
+    /// `(id, tree, zip)` of each secondary artifact.
+    secondary: Vec<(String, PathBuf, PathBuf)>,
+}
+
+/// What a [`ZipJob`] wrote.
+pub struct Zipped {
+    pub layer: ZipSummary,
+    pub secondary: Vec<(String, ZipSummary)>,
+}
+
+impl ZipJob {
+    pub fn run(self) -> anyhow::Result<Zipped> {
+        let layer = artifacts::write_zip(&self.layer.0, &self.layer.1, &self.options)?;
+        let secondary = self
+            .secondary
+            .into_iter()
+            .map(|(id, tree, path)| {
+                artifacts::write_zip(&tree, &path, &self.options).map(|zip| (id, zip))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Zipped { layer, secondary })
+    }
+}
+
 /// The layer zip, the secondary zips, the size checks and the manifest: only after a successful
 /// build.
 pub struct Finish<'a> {
@@ -149,30 +179,44 @@ pub struct Finish<'a> {
 }
 
 impl Finish<'_> {
-    /// Zips `tree` (the layer), the secondary trees, and records the size checks plus the
-    /// verification `checks` in the manifest.
-    pub fn write(
+    /// What [`ZipJob::run`] writes for `tree` (the layer) and the staged secondary trees.
+    pub fn zip_job(&self, tree: &Path, secondary_ids: &[String]) -> anyhow::Result<ZipJob> {
+        let staging = staging_dir(&self.settings.out_dir);
+        let secondary = secondary_ids
+            .iter()
+            .map(|id| {
+                let path = self.settings.out_dir.join(format!("{id}.zip"));
+                (id.clone(), staging.join("secondary").join(id), path)
+            })
+            .collect();
+        Ok(ZipJob {
+            options: artifacts::ZipOptions::from_env()?,
+            layer: (tree.to_path_buf(), self.settings.zip_path()),
+            secondary,
+        })
+    }
+
+    /// Records the zips, the size checks and the verification `checks` in the manifest and the
+    /// summary, and removes the staged trees.
+    pub fn record(
         &self,
-        tree: &Path,
+        zipped: Zipped,
         contents: &ExtractSummary,
-        secondary_ids: &[String],
         checks: Vec<Diagnostic>,
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
         let settings = self.settings;
-        let staging = staging_dir(&settings.out_dir);
-        let options = artifacts::ZipOptions::from_env()?;
+        let _ = std::fs::remove_dir_all(staging_dir(&settings.out_dir));
+        let Zipped {
+            layer: zip,
+            secondary,
+        } = zipped;
+        summary.secondary.extend(
+            secondary
+                .into_iter()
+                .map(|(id, zip)| (id, zip.path.display().to_string())),
+        );
         let zip_path = settings.zip_path();
-        let zip = artifacts::write_zip(tree, &zip_path, &options)?;
-        for id in secondary_ids {
-            let path = settings.out_dir.join(format!("{id}.zip"));
-            let secondary =
-                artifacts::write_zip(&staging.join("secondary").join(id), &path, &options)?;
-            summary
-                .secondary
-                .push((id.clone(), secondary.path.display().to_string()));
-        }
-        let _ = std::fs::remove_dir_all(&staging);
 
         let mut verification = verify_sizes(zip.unzipped_bytes, zip.zipped_bytes, contents);
         let checked = crate::verify::to_verification(&checks);

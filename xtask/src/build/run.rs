@@ -86,16 +86,18 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
     }
     let (container_env, ca_bundle) = container_environment(&flags);
 
+    let cache_volumes = cache::cache_volumes(&settings, &src_dir);
     let spec = BuildContainerSpec {
         image: settings.image.clone(),
         env: container_env.0.clone(),
         working_dir: Some(src_dir.clone()),
         volumes: if cache_enabled {
-            cache::cache_volumes(&settings, &src_dir)
+            cache_volumes.clone()
         } else {
             Vec::new()
         },
         bind_mounts_ro: Vec::new(),
+        scratch_dirs: scratch_dirs(&cache_volumes, cache_enabled),
         labels: vec![(
             "xtask.layer-tools.layer".to_string(),
             settings.layer_name.clone(),
@@ -116,15 +118,23 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
         git_revision: source.git_revision.clone(),
     };
     let work = async {
-        let (mut summary, collected) =
+        let (mut summary, collected, removal) =
             in_container(&run, &spec, packed.tar, ca_bundle.as_deref(), env).await?;
-        if let Some(collected) = collected.filter(|_| summary.succeeded) {
-            let (tree, contents) = outputs::layer_tree(&settings, &collected, json)?;
-            let checks =
-                verify_layer(&engine, &settings, &tree, flags.no_import_test, json).await?;
-            finish.write(&tree, &contents, &collected.secondary, checks, &mut summary)?;
-        }
-        anyhow::Ok(summary)
+        let finished = match collected.filter(|_| summary.succeeded) {
+            Some(collected) => {
+                zip_and_verify(
+                    &run,
+                    &finish,
+                    &collected,
+                    flags.no_import_test,
+                    &mut summary,
+                )
+                .await
+            }
+            None => Ok(()),
+        };
+        await_removal(removal, json).await;
+        finished.map(|()| summary)
     };
     let mut summary = tokio::select! {
         result = work => result?,
@@ -142,6 +152,16 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
     summary.duration_ms = started.elapsed().as_millis() as u64;
     print_summary(&summary, json);
     Ok(summary)
+}
+
+/// Directories given a fresh volume of their own: the source tree (where a layer is installed),
+/// the temporary files, and, without the cache, the cache paths (empty, gone with the container).
+fn scratch_dirs(cache_volumes: &[(String, String)], cache_enabled: bool) -> Vec<String> {
+    let mut dirs = vec!["/codebuild/output".to_string(), "/tmp".to_string()];
+    if !cache_enabled {
+        dirs.extend(cache_volumes.iter().map(|(_, target)| target.clone()));
+    }
+    dirs
 }
 
 /// The buildspec's variables, then the stores' (fetched with --resolve-secrets), the env file and
@@ -254,19 +274,55 @@ struct Run<'a> {
 }
 
 /// Everything that needs the container. It is removed on the way out, whatever happens.
+/// The container is removed in the background (deleting a large source volume takes a while);
+/// the returned handle reports how that went.
 async fn in_container(
     run: &Run<'_>,
     spec: &BuildContainerSpec,
     source_tar: Vec<u8>,
     ca_bundle: Option<&Path>,
     env: Variables,
-) -> anyhow::Result<(Summary, Option<Collected>)> {
+) -> anyhow::Result<(Summary, Option<Collected>, Removal)> {
     let container = run.engine.create_build_container(spec).await?;
     let result = drive(run, &container, source_tar, ca_bundle, env).await;
-    if let Err(e) = container.remove().await {
-        log(run.json, &format!("warning: {e}"));
+    let removal = container.remove_in_background();
+    match result {
+        Ok((summary, collected)) => Ok((summary, collected, removal)),
+        Err(e) => {
+            await_removal(removal, run.json).await;
+            Err(e)
+        }
     }
-    result
+}
+
+type Removal = tokio::task::JoinHandle<crate::engine::Result<()>>;
+
+async fn await_removal(removal: Removal, json: bool) {
+    match removal.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => log(json, &format!("warning: {e}")),
+        Err(e) => log(
+            json,
+            &format!("warning: the container removal stopped: {e}"),
+        ),
+    }
+}
+
+/// Zips the layer tree while `verify` checks it: the zips do not depend on the verdict (a failed
+/// layer keeps its zip for inspection), and the import test mostly waits on Docker.
+async fn zip_and_verify(
+    run: &Run<'_>,
+    finish: &outputs::Finish<'_>,
+    collected: &Collected,
+    no_import_test: bool,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    let (tree, contents) = outputs::layer_tree(run.settings, collected, run.json)?;
+    let job = finish.zip_job(&tree, &collected.secondary)?;
+    let zipping = tokio::task::spawn_blocking(move || job.run());
+    let checks = verify_layer(run.engine, run.settings, &tree, no_import_test, run.json).await;
+    let zipped = zipping.await.context("the zip writer stopped")??;
+    finish.record(zipped, &contents, checks?, summary)
 }
 
 async fn drive(

@@ -127,7 +127,7 @@ fn exists(root: &Path, name: &str) -> bool {
 /// site-packages of the image, no user site, no environment, no bytecode writes) whose `sys.path`
 /// starts with the layer's paths as Lambda orders them, and prints one JSON line per module.
 const DRIVER: &str = r#"
-import json, os, subprocess, sys
+import concurrent.futures, json, os, subprocess, sys
 version = "%d.%d" % sys.version_info[:2]
 site = "/opt/python/lib/python%s/site-packages" % version
 child = (
@@ -141,11 +141,11 @@ env["PATH"] = env.get("PATH", "/usr/bin:/bin") + ":/opt/bin"
 env["HOME"] = "/tmp"
 timeout = int(os.environ.get("XTASK_IMPORT_TIMEOUT", "30"))
 print("XTASK-IMPORT " + json.dumps({"python": version}), flush=True)
-for arg in sys.argv[1:]:
+
+def check(arg):
     root, module = arg.split(":", 1)
     if root != "python" and root != "python/lib/python%s/site-packages" % version:
-        print("XTASK-IMPORT " + json.dumps({"module": module, "skipped": True}), flush=True)
-        continue
+        return {"module": module, "skipped": True}
     try:
         done = subprocess.run(
             [sys.executable, "-I", "-S", "-B", "-c", child, module],
@@ -160,7 +160,12 @@ for arg in sys.argv[1:]:
     result = {"module": module, "ok": ok}
     if not ok:
         result["error"] = error
-    print("XTASK-IMPORT " + json.dumps(result), flush=True)
+    return result
+
+# One interpreter per module, one per core at a time; results keep the arguments' order.
+with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+    for result in pool.map(check, sys.argv[1:]):
+        print("XTASK-IMPORT " + json.dumps(result), flush=True)
 "#;
 
 /// What the driver reported.
