@@ -12,6 +12,7 @@ mod run;
 mod secrets;
 mod settings;
 mod source;
+mod staging;
 pub mod summary;
 mod variables;
 

@@ -82,7 +82,13 @@ fn a_glibc_2_34_symbol_fails_amazon_linux_2_but_not_2023() {
     let layer = tempfile::tempdir().unwrap();
     let so = layer.path().join("python/fast/_speed.abi3.so");
     gcc_shared(NEEDS_GLIBC_2_34, &so, &[]);
-    let facts = verify::elf::inspect(&std::fs::read(&so).unwrap()).unwrap();
+    let facts = verify::elf::inspect(std::fs::read(&so).unwrap().as_slice()).unwrap();
+    // Reading only the parts it needs from the open file finds the same.
+    let file = std::fs::File::open(&so).unwrap();
+    assert_eq!(
+        verify::elf::inspect(&object::ReadCache::new(file)).unwrap(),
+        facts
+    );
     assert_eq!(
         facts.max_glibc,
         Some((2, 34)),

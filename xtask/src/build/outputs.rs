@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 
 use super::settings::Settings;
+use super::staging::Staging;
 use super::summary::Summary;
 use crate::artifacts::{self, ExtractSummary, Selection, ZipSummary};
 use crate::buildspec::ArtifactSpec;
@@ -19,11 +20,6 @@ pub const MAX_UNZIPPED_BYTES: u64 = 262_144_000;
 pub const MAX_INLINE_ZIP_BYTES: u64 = 52_428_800;
 /// How many packages the size breakdown lists.
 const BIGGEST_PACKAGES: usize = 10;
-
-/// Where a build's trees are staged before zipping; removed afterwards.
-pub fn staging_dir(out_dir: &Path) -> PathBuf {
-    out_dir.join(".staging")
-}
 
 /// The container side of a download: which container, and where the source is in it.
 pub struct InContainer<'a> {
@@ -72,10 +68,11 @@ fn selection(spec: &ArtifactSpec) -> anyhow::Result<Selection> {
     Ok(Selection::from_spec(spec)?.with_symlinks(spec.enable_symlinks))
 }
 
-/// The primary and secondary artifact trees, staged under the out-dir.
+/// The primary and secondary artifact trees, staged (see [`Staging`]).
 pub struct Collected {
     pub primary: ExtractSummary,
     pub secondary: Vec<String>,
+    pub staging: Staging,
 }
 
 /// UPLOAD_ARTIFACTS: fetches the primary artifact and every secondary one.
@@ -86,19 +83,18 @@ pub async fn collect_artifacts(
     let Some(spec) = &settings.buildspec.artifacts else {
         bail!("the buildspec declares no artifacts");
     };
-    let staging = staging_dir(&settings.out_dir);
-    let _ = std::fs::remove_dir_all(&staging);
+    let staging = Staging::create(&settings.out_dir)?;
     let base = |s: &ArtifactSpec| s.base_directory.as_ref().map(|b| b.value.clone());
     let primary = at
         .download(
             base(&spec.primary).as_deref(),
             selection(&spec.primary)?,
-            &staging.join("primary"),
+            &staging.path().join("primary"),
         )
         .await?;
     let mut secondary = Vec::new();
     for (id, secondary_spec) in &spec.secondary {
-        let dest = staging.join("secondary").join(&id.value);
+        let dest = staging.path().join("secondary").join(&id.value);
         at.download(
             base(secondary_spec).as_deref(),
             selection(secondary_spec)?,
@@ -108,7 +104,11 @@ pub async fn collect_artifacts(
         .with_context(|| format!("secondary artifact `{}`", id.value))?;
         secondary.push(id.value.clone());
     }
-    Ok(Collected { primary, secondary })
+    Ok(Collected {
+        primary,
+        secondary,
+        staging,
+    })
 }
 
 /// Copies every report group's files to `<out-dir>/reports/<group>/`; returns what was copied and
@@ -180,9 +180,10 @@ pub struct Finish<'a> {
 
 impl Finish<'_> {
     /// What [`ZipJob::run`] writes for `tree` (the layer) and the staged secondary trees.
-    pub fn zip_job(&self, tree: &Path, secondary_ids: &[String]) -> anyhow::Result<ZipJob> {
-        let staging = staging_dir(&self.settings.out_dir);
-        let secondary = secondary_ids
+    pub fn zip_job(&self, tree: &Path, collected: &Collected) -> anyhow::Result<ZipJob> {
+        let staging = collected.staging.path();
+        let secondary = collected
+            .secondary
             .iter()
             .map(|id| {
                 let path = self.settings.out_dir.join(format!("{id}.zip"));
@@ -197,7 +198,7 @@ impl Finish<'_> {
     }
 
     /// Records the zips, the size checks and the verification `checks` in the manifest and the
-    /// summary, and removes the staged trees.
+    /// summary.
     pub fn record(
         &self,
         zipped: Zipped,
@@ -206,7 +207,6 @@ impl Finish<'_> {
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
         let settings = self.settings;
-        let _ = std::fs::remove_dir_all(staging_dir(&settings.out_dir));
         let Zipped {
             layer: zip,
             secondary,
@@ -265,12 +265,8 @@ impl Finish<'_> {
 
 /// The layer's tree: the staged primary artifact, or, when that is a single zip the build made
 /// itself, that zip's contents (extracted with the same safety rules, re-zipped deterministically).
-pub fn layer_tree(
-    settings: &Settings,
-    collected: &Collected,
-    json: bool,
-) -> anyhow::Result<(PathBuf, ExtractSummary)> {
-    let primary_dir = staging_dir(&settings.out_dir).join("primary");
+pub fn layer_tree(collected: &Collected, json: bool) -> anyhow::Result<(PathBuf, ExtractSummary)> {
+    let primary_dir = collected.staging.path().join("primary");
     match single_zip_contents(&primary_dir)? {
         Some(found) => {
             super::log::log(

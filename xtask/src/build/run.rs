@@ -145,7 +145,6 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
             if let Err(e) = engine.remove_session_containers().await {
                 log(json, &format!("warning: {e}"));
             }
-            let _ = std::fs::remove_dir_all(outputs::staging_dir(&settings.out_dir));
             Summary { interrupted: Some(code), ..Summary::default() }
         }
     };
@@ -317,8 +316,8 @@ async fn zip_and_verify(
     no_import_test: bool,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
-    let (tree, contents) = outputs::layer_tree(run.settings, collected, run.json)?;
-    let job = finish.zip_job(&tree, &collected.secondary)?;
+    let (tree, contents) = outputs::layer_tree(collected, run.json)?;
+    let job = finish.zip_job(&tree, collected)?;
     let zipping = tokio::task::spawn_blocking(move || job.run());
     let checks = verify_layer(run.engine, run.settings, &tree, no_import_test, run.json).await;
     let zipped = zipping.await.context("the zip writer stopped")??;

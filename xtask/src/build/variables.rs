@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _};
 use super::settings::Settings;
 use crate::buildspec::Buildspec;
 
-/// Host variables forwarded so pip reaches its index from behind a corporate proxy.
+/// Host variables forwarded so pip and uv reach their index from behind a corporate proxy.
 const NETWORK_VARIABLES: &[&str] = &[
     "HTTP_PROXY",
     "HTTPS_PROXY",
@@ -21,6 +21,13 @@ const NETWORK_VARIABLES: &[&str] = &[
     "PIP_EXTRA_INDEX_URL",
     "PIP_TRUSTED_HOST",
     "PIP_DEFAULT_TIMEOUT",
+    "UV_DEFAULT_INDEX",
+    "UV_INDEX",
+    "UV_INDEX_URL",
+    "UV_EXTRA_INDEX_URL",
+    "UV_INSECURE_HOST",
+    "UV_NATIVE_TLS",
+    "UV_HTTP_TIMEOUT",
 ];
 
 /// Variables that make the tools in the container trust the host's CA bundle.

@@ -198,11 +198,11 @@ fn native(dir: &Path, entry: &Entry, target: &Target, out: &mut Vec<Diagnostic>)
     if !is_elf {
         return;
     }
-    let data = match std::fs::read(&path) {
-        Ok(data) => data,
+    let file = match std::fs::File::open(&path) {
+        Ok(file) => file,
         Err(e) => return out.push(unreadable(&entry.rel, &e)),
     };
-    let Ok(facts) = elf::inspect(&data) else {
+    let Ok(facts) = elf::inspect(&object::ReadCache::new(file)) else {
         return;
     };
     let arch = facts.lambda_architecture();

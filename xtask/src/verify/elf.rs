@@ -4,7 +4,7 @@
 
 use object::elf::{self, FileHeader32, FileHeader64};
 use object::read::elf::{FileHeader, ProgramHeader};
-use object::Endianness;
+use object::{Endianness, ReadRef};
 
 /// The four bytes every ELF file starts with.
 pub const MAGIC: &[u8; 4] = b"\x7fELF";
@@ -57,18 +57,22 @@ pub fn is_elf(data: &[u8]) -> bool {
     data.starts_with(MAGIC)
 }
 
-/// Reads the facts of an ELF file. Only the file header is required: a file whose sections or
-/// segments cannot be read still reports its machine (with no glibc or musl facts).
-pub fn inspect(data: &[u8]) -> Result<ElfFacts, String> {
+/// Reads the facts of an ELF file from `data`: a byte slice, or an [`object::ReadCache`] over the
+/// open file, which reads only the headers and tables asked for (a 36 MB library stays on disk).
+/// Only the file header is required: a file whose sections or segments cannot be read still
+/// reports its machine (with no glibc or musl facts).
+pub fn inspect<'data, R: ReadRef<'data>>(data: R) -> Result<ElfFacts, String> {
     // e_ident[EI_CLASS]: 1 is ELFCLASS32, 2 is ELFCLASS64.
-    match data.get(4) {
-        Some(2) => inspect_as::<FileHeader64<Endianness>>(data),
-        Some(1) => inspect_as::<FileHeader32<Endianness>>(data),
+    match data.read_bytes_at(4, 1).map(|class| class[0]) {
+        Ok(2) => inspect_as::<FileHeader64<Endianness>, R>(data),
+        Ok(1) => inspect_as::<FileHeader32<Endianness>, R>(data),
         _ => Err("not a 32- or 64-bit ELF file".to_string()),
     }
 }
 
-fn inspect_as<Elf: FileHeader<Endian = Endianness>>(data: &[u8]) -> Result<ElfFacts, String> {
+fn inspect_as<'data, Elf: FileHeader<Endian = Endianness>, R: ReadRef<'data>>(
+    data: R,
+) -> Result<ElfFacts, String> {
     let header = Elf::parse(data).map_err(|e| e.to_string())?;
     let endian = header.endian().map_err(|e| e.to_string())?;
     let mut facts = ElfFacts {
@@ -168,17 +172,17 @@ mod tests {
 
     #[test]
     fn a_bare_header_reports_its_machine() {
-        let facts = inspect(&header_only(183)).unwrap();
+        let facts = inspect(header_only(183).as_slice()).unwrap();
         assert_eq!(facts.lambda_architecture(), Some("arm64"));
         assert_eq!(facts.max_glibc, None);
-        let facts = inspect(&header_only(3)).unwrap();
+        let facts = inspect(header_only(3).as_slice()).unwrap();
         assert_eq!(facts.lambda_architecture(), None);
         assert_eq!(machine_name(facts.machine), "i386");
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        assert!(inspect(b"\x7fELF").is_err());
-        assert!(inspect(b"\x7fELF\x02\x01\x01").is_err());
+        assert!(inspect(&b"\x7fELF"[..]).is_err());
+        assert!(inspect(&b"\x7fELF\x02\x01\x01"[..]).is_err());
     }
 }
