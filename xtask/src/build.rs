@@ -72,6 +72,11 @@ pub struct BuildLayer {
     /// Skip the import smoke test of the verification (the static checks still run).
     #[arg(long)]
     pub no_import_test: bool,
+    /// Keep the container's source tree (/codebuild/output) on a disk volume. By default it is in
+    /// memory (tmpfs, at most a quarter of the Docker machine's memory) when that machine has 4 GiB
+    /// or more.
+    #[arg(long)]
+    pub scratch_on_disk: bool,
     /// Forward the host's AWS credentials (environment variables) into the container.
     #[arg(long)]
     pub pass_aws_credentials: bool,

@@ -225,6 +225,12 @@ impl Engine {
         }
     }
 
+    /// The memory of the machine the daemon runs on (Docker Desktop's VM, say), when it tells.
+    pub async fn memory_bytes(&self) -> Option<u64> {
+        let info = self.docker.info().await.ok()?;
+        info.mem_total.and_then(|bytes| u64::try_from(bytes).ok())
+    }
+
     /// The labels every container and volume this engine creates carries, plus `extra`.
     fn labels(&self, extra: &[(String, String)]) -> HashMap<String, String> {
         let mut labels: HashMap<String, String> = extra.iter().cloned().collect();

@@ -388,14 +388,29 @@ fn cache_paths_persist_between_builds_unless_disabled() {
     if support::block_on(support::require_docker()).is_none() {
         return;
     }
-    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p /root/.cache/xtask-test layer/python && touch layer/python/x.py\n      - if [ -f /root/.cache/xtask-test/mark ]; then echo \"cache: warm\"; else echo \"cache: cold\"; fi\n      - echo $CODEBUILD_BUILD_NUMBER > /root/.cache/xtask-test/mark\ncache:\n  paths:\n    - '/root/.cache/xtask-test/**/*'\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p /root/.cache/xtask-test layer/python && touch layer/python/x.py\n      - if [ -f /root/.cache/xtask-test/mark ]; then echo cache=warm; else echo cache=cold; fi\n      - echo $CODEBUILD_BUILD_NUMBER > /root/.cache/xtask-test/mark\n      - echo sources-on=$(grep ' /codebuild/output ' /proc/mounts | cut -d' ' -f3)\ncache:\n  paths:\n    - '/root/.cache/xtask-test/**/*'\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
     let dir = project(spec, &[]);
-    let first = build_layer(dir.path(), &[]);
-    assert!(String::from_utf8_lossy(&first.stderr).contains("cache: cold"));
-    let second = build_layer(dir.path(), &["--force"]);
-    assert!(String::from_utf8_lossy(&second.stderr).contains("cache: warm"));
-    let without = build_layer(dir.path(), &["--force", "--no-cache"]);
-    assert!(String::from_utf8_lossy(&without.stderr).contains("cache: cold"));
+    let build = |flags: &[&str]| {
+        let output = build_layer(dir.path(), flags);
+        let log = String::from_utf8_lossy(&output.stderr).into_owned();
+        let summary = summary(&output);
+        assert_eq!(summary["status"], "SUCCEEDED", "{log}");
+        (log, summary)
+    };
+    let (log, first) = build(&[]);
+    assert!(log.contains("\ncache=cold\n"), "{log}");
+    // The source tree is in memory exactly when the log says so (the Docker machine has room).
+    let in_memory = log.contains("/codebuild/output is in memory");
+    assert_eq!(log.contains("\nsources-on=tmpfs\n"), in_memory, "{log}");
+    let (log, second) = build(&["--force", "--scratch-on-disk"]);
+    assert!(log.contains("\ncache=warm\n"), "{log}");
+    assert!(
+        log.contains("\nsources-on=") && !log.contains("sources-on=tmpfs"),
+        "{log}"
+    );
+    assert_eq!(second["sha256"], first["sha256"]);
+    let (log, _) = build(&["--force", "--no-cache"]);
+    assert!(log.contains("\ncache=cold\n"), "{log}");
 }
 
 #[test]
@@ -403,7 +418,7 @@ fn host_proxy_and_ca_are_forwarded_but_aws_credentials_are_not() {
     if support::block_on(support::require_docker()).is_none() {
         return;
     }
-    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo \"proxy=${HTTPS_PROXY:-none} key=${AWS_ACCESS_KEY_ID:-none}\"\n      - if [ -s \"${PIP_CERT:-/nonexistent}\" ]; then echo ca=present; else echo ca=absent; fi\n      - mkdir -p layer/python && touch layer/python/x.py\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo \"proxy=${HTTPS_PROXY:-none} key=${AWS_ACCESS_KEY_ID:-none}\"\n      - if [ -s /tmp/xtask-host-ca/ca-bundle.crt ]; then echo \"ca=$PIP_CERT\"; else echo ca=absent; fi\n      - mkdir -p layer/python && touch layer/python/x.py\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
     let dir = project(spec, &[]);
     let run = |extra: &[&str]| {
         let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -424,10 +439,15 @@ fn host_proxy_and_ca_are_forwarded_but_aws_credentials_are_not() {
         forwarded.contains("proxy=http://proxy.invalid:3128 key=none"),
         "{forwarded}"
     );
-    assert!(forwarded.contains("ca=present"), "{forwarded}");
+    // Whole lines: the command echoed into the log names both outcomes. (The stand-in image
+    // sets a PIP_CERT of its own: what counts is the host's copy, and pip pointed at it.)
+    assert!(
+        forwarded.contains("\nca=/tmp/xtask-host-ca/ca-bundle.crt\n"),
+        "{forwarded}"
+    );
     let isolated = run(&["--no-host-network-config"]);
     assert!(isolated.contains("proxy=none key=none"), "{isolated}");
-    assert!(isolated.contains("ca=absent"), "{isolated}");
+    assert!(isolated.contains("\nca=absent\n"), "{isolated}");
 }
 
 #[test]

@@ -480,3 +480,133 @@ fn scratch_dirs_are_volumes_of_their_own_removed_with_the_container() {
         assert_no_leftovers(&engine).await;
     });
 }
+
+/// The names and contents of the entries of a downloaded tar.
+async fn download_entries(
+    engine: &Engine,
+    container: &BuildContainer,
+    path: &str,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let reader = engine
+        .download(container, path)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::task::spawn_blocking(move || {
+        let mut entries = BTreeMap::new();
+        let mut archive = tar::Archive::new(reader);
+        for entry in archive.entries().map_err(|e| e.to_string())? {
+            let mut entry = entry.map_err(|e| e.to_string())?;
+            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let mut contents = Vec::new();
+            entry
+                .read_to_end(&mut contents)
+                .map_err(|e| e.to_string())?;
+            entries.insert(name, contents);
+        }
+        Ok(entries)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+#[test]
+fn files_move_in_and_out_of_an_in_memory_dir_through_tar() {
+    support::block_on(async {
+        let Some((engine, image)) = docker_and_image().await else {
+            return;
+        };
+        let spec = BuildContainerSpec {
+            image,
+            working_dir: Some("/".to_string()),
+            memory_dirs: vec![("/codebuild/output".to_string(), 64 << 20)],
+            ..Default::default()
+        };
+        let container = engine
+            .create_build_container(&spec)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let (_, mounts) = sh(
+            &engine,
+            &container,
+            None,
+            "grep ' /codebuild/output ' /proc/mounts",
+        )
+        .await;
+        assert!(mounts.contains(" tmpfs "), "{mounts}");
+
+        // Bigger than one chunk of the stream, with a nested directory and an executable.
+        let big = "x".repeat(300_000);
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, contents, mode) in [
+            ("a.txt", "A\n", 0o644),
+            ("pkg/big.txt", big.as_str(), 0o644),
+            ("run.sh", "#!/bin/sh\necho ran\n", 0o755),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(contents.len() as u64);
+            header.set_mode(mode);
+            header.set_uid(4242);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, path, contents.as_bytes())
+                .unwrap_or_else(|error| panic!("{error}"));
+        }
+        let tar = builder
+            .into_inner()
+            .unwrap_or_else(|error| panic!("{error}"));
+        engine
+            .upload(&container, "/codebuild/output/src1/src", tar)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let script =
+            "cd /codebuild/output/src1/src && ./run.sh && stat -c '%u %a %s' a.txt pkg/big.txt";
+        let (code, out) = sh(&engine, &container, None, script).await;
+        assert_eq!((code, out.as_str()), (0, "ran\n0 644 2\n0 644 300000\n"));
+
+        // `dir/.` is the directory's contents; another path is named after its last component.
+        let entries = download_entries(&engine, &container, "/codebuild/output/src1/src/.")
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let files: Vec<&str> = entries
+            .keys()
+            .map(|name| name.trim_start_matches("./"))
+            .filter(|name| !name.is_empty() && !name.ends_with('/'))
+            .collect();
+        assert_eq!(files, ["a.txt", "pkg/big.txt", "run.sh"]);
+        assert_eq!(entries["./pkg/big.txt"], big.as_bytes());
+        let one = download_entries(&engine, &container, "/codebuild/output/src1/src/a.txt")
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(one.keys().collect::<Vec<_>>(), ["a.txt"]);
+
+        match engine
+            .download(&container, "/codebuild/output/src1/src/missing")
+            .await
+        {
+            Err(error @ Error::NoSuchPath { .. }) => {
+                assert!(error.to_string().contains("missing"), "{error}")
+            }
+            other => panic!("expected Error::NoSuchPath, got {other:?}"),
+        }
+        // A tar that is not one fails the upload with tar's own message.
+        match engine
+            .upload(
+                &container,
+                "/codebuild/output/x",
+                b"not a tar archive".to_vec(),
+            )
+            .await
+        {
+            Err(error @ Error::Upload { .. }) => {
+                assert!(error.to_string().contains("tar -x"), "{error}")
+            }
+            other => panic!("expected Error::Upload, got {other:?}"),
+        }
+
+        container
+            .remove()
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_no_leftovers(&engine).await;
+    });
+}

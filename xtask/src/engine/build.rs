@@ -42,8 +42,46 @@ pub struct BuildContainerSpec {
     /// Container paths given an anonymous volume of their own, removed with the container.
     /// Writes there skip the image's copy-on-write layer, which can be far slower than a volume.
     pub scratch_dirs: Vec<String>,
+    /// Container paths held in memory (tmpfs, executable), `(path, size limit in bytes)`. The
+    /// archive API cannot see into them, so uploads and downloads there go through `tar` in the
+    /// container.
+    pub memory_dirs: Vec<(String, u64)>,
     /// Extra labels; [`super::LABEL`] and [`super::SESSION_LABEL`] are always added.
     pub labels: Vec<(String, String)>,
+}
+
+/// A command started in a container: its id, output stream and stdin.
+pub(super) struct StartedExec {
+    pub id: String,
+    pub output: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>,
+    >,
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
+fn exec_error(container: &BuildContainer, cause: bollard::errors::Error) -> Error {
+    Error::Exec {
+        container: container.id.clone(),
+        cause,
+    }
+}
+
+/// The exit code of a command (`exec_id`) whose output has ended.
+pub(super) async fn exit_code(docker: &Docker, container_id: &str, exec_id: &str) -> Result<i64> {
+    let error = |cause| Error::Exec {
+        container: container_id.to_string(),
+        cause,
+    };
+    for _ in 0..EXIT_CODE_POLLS {
+        let inspect = docker.inspect_exec(exec_id).await.map_err(error)?;
+        match (inspect.running, inspect.exit_code) {
+            (Some(true), _) | (_, None) => tokio::time::sleep(EXIT_CODE_POLL).await,
+            (_, Some(code)) => return Ok(code),
+        }
+    }
+    Err(error(bollard::errors::Error::DockerStreamError {
+        error: "the command's output ended but the daemon reports no exit code".to_string(),
+    }))
 }
 
 /// A running build container. Dropping it force-removes the container (on a thread of its own);
@@ -52,12 +90,21 @@ pub struct BuildContainer {
     id: String,
     docker: Docker,
     guard: ContainerGuard,
+    memory_dirs: Vec<String>,
 }
 
 impl BuildContainer {
     /// The container's full id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Whether `path` is inside one of the container's in-memory directories.
+    pub fn is_in_memory(&self, path: &str) -> bool {
+        self.memory_dirs.iter().any(|dir| {
+            path.strip_prefix(dir.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
     }
 
     /// Stops (SIGKILL) and removes the container and its anonymous volumes.
@@ -164,6 +211,12 @@ impl Engine {
             tty: Some(false),
             host_config: Some(HostConfig {
                 mounts: Some(volumes.chain(binds).collect()),
+                tmpfs: Some(
+                    spec.memory_dirs
+                        .iter()
+                        .map(|(dir, bytes)| (dir.clone(), format!("exec,mode=755,size={bytes}")))
+                        .collect(),
+                ),
                 privileged: Some(false),
                 // A real PID 1 that reaps the build's orphaned processes (`sleep` would not).
                 init: Some(true),
@@ -176,6 +229,11 @@ impl Engine {
             guard: self.guard(&created.id),
             id: created.id,
             docker: self.docker.clone(),
+            memory_dirs: spec
+                .memory_dirs
+                .iter()
+                .map(|(dir, _)| dir.clone())
+                .collect(),
         };
         self.docker
             .start_container(&container.id, None)
@@ -199,11 +257,33 @@ impl Engine {
         working_dir: Option<&str>,
         mut on_output: impl FnMut(&[u8]),
     ) -> Result<i64> {
-        let exec_error = |cause| Error::Exec {
-            container: container.id.clone(),
-            cause,
-        };
+        let started = self
+            .start_exec(container, cmd, env, user, working_dir, false)
+            .await?;
+        let mut output = started.output;
+        while let Some(chunk) = output.next().await {
+            match chunk.map_err(|cause| exec_error(container, cause))? {
+                LogOutput::StdOut { message }
+                | LogOutput::StdErr { message }
+                | LogOutput::Console { message } => on_output(&message),
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+        exit_code(&self.docker, &container.id, &started.id).await
+    }
+
+    /// Starts `cmd` in `container` with its output attached (and its stdin when `stdin`).
+    pub(super) async fn start_exec(
+        &self,
+        container: &BuildContainer,
+        cmd: &[String],
+        env: &[(String, String)],
+        user: Option<&str>,
+        working_dir: Option<&str>,
+        stdin: bool,
+    ) -> Result<StartedExec> {
         let config = ExecConfig {
+            attach_stdin: Some(stdin),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             tty: Some(false),
@@ -217,40 +297,25 @@ impl Engine {
             .docker
             .create_exec(&container.id, config)
             .await
-            .map_err(exec_error)?;
+            .map_err(|cause| exec_error(container, cause))?;
         let started = self
             .docker
             .start_exec(&exec.id, Some(StartExecOptions::default()))
             .await
-            .map_err(exec_error)?;
-        let StartExecResults::Attached { mut output, .. } = started else {
-            return Err(exec_error(bollard::errors::Error::DockerStreamError {
-                error: "the daemon started the command detached".to_string(),
-            }));
+            .map_err(|cause| exec_error(container, cause))?;
+        let StartExecResults::Attached { output, input } = started else {
+            return Err(exec_error(
+                container,
+                bollard::errors::Error::DockerStreamError {
+                    error: "the daemon started the command detached".to_string(),
+                },
+            ));
         };
-        while let Some(chunk) = output.next().await {
-            match chunk.map_err(exec_error)? {
-                LogOutput::StdOut { message }
-                | LogOutput::StdErr { message }
-                | LogOutput::Console { message } => on_output(&message),
-                LogOutput::StdIn { .. } => {}
-            }
-        }
-
-        for _ in 0..EXIT_CODE_POLLS {
-            let inspect = self
-                .docker
-                .inspect_exec(&exec.id)
-                .await
-                .map_err(exec_error)?;
-            match (inspect.running, inspect.exit_code) {
-                (Some(true), _) | (_, None) => tokio::time::sleep(EXIT_CODE_POLL).await,
-                (_, Some(code)) => return Ok(code),
-            }
-        }
-        Err(exec_error(bollard::errors::Error::DockerStreamError {
-            error: "the command's output ended but the daemon reports no exit code".to_string(),
-        }))
+        Ok(StartedExec {
+            id: exec.id,
+            output,
+            input,
+        })
     }
 
     /// Creates the named volume `name` unless it exists (the daemon treats a second create as a

@@ -4,12 +4,15 @@
 use std::io::Read;
 use std::time::Duration;
 
+use bollard::container::LogOutput;
 use bollard::query_parameters::{
     DownloadFromContainerOptionsBuilder, UploadToContainerOptions, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use super::build::exit_code;
 use super::{BuildContainer, Engine, Error, Result};
 
 /// An upload returns when the daemon has unpacked the whole tar, so it may take longer than the
@@ -26,6 +29,9 @@ impl Engine {
         dest_dir: &str,
         tar: Vec<u8>,
     ) -> Result<()> {
+        if container.is_in_memory(dest_dir) {
+            return self.upload_with_tar(container, dest_dir, tar).await;
+        }
         let options = self.prepare_upload(container, dest_dir).await?;
         self.upload_client()
             .upload_to_container(
@@ -59,6 +65,50 @@ impl Engine {
             )
             .await
             .map_err(|cause| upload_error(container, dest_dir, cause))
+    }
+
+    /// [`Engine::upload`] into an in-memory directory, which the archive API cannot see: the
+    /// container's own `tar` unpacks the archive from stdin (as root; files owned by root, modes
+    /// kept, as the archive API does).
+    async fn upload_with_tar(
+        &self,
+        container: &BuildContainer,
+        dest_dir: &str,
+        tar: Vec<u8>,
+    ) -> Result<()> {
+        let script = r#"mkdir -p -- "$1" && exec tar -x -o -f - -C "$1""#;
+        let cmd = ["sh", "-c", script, "sh", dest_dir].map(str::to_string);
+        let started = self
+            .start_exec(container, &cmd, &[], Some("0"), None, true)
+            .await?;
+        let (mut input, mut output) = (started.input, started.output);
+        let send = async {
+            input.write_all(&tar).await?;
+            input.shutdown().await
+        };
+        let mut messages = Vec::new();
+        let receive = async {
+            while let Some(Ok(chunk)) = output.next().await {
+                messages.extend_from_slice(&chunk.into_bytes());
+            }
+        };
+        let (sent, ()) = tokio::join!(send, receive);
+        let code = exit_code(&self.docker, container.id(), &started.id).await?;
+        if code == 0 && sent.is_ok() {
+            return Ok(());
+        }
+        let error = match sent {
+            Err(e) if code == 0 => format!("the archive could not be sent: {e}"),
+            _ => format!(
+                "`tar -x` in the container exited with {code}: {}",
+                String::from_utf8_lossy(&messages).trim()
+            ),
+        };
+        Err(upload_error(
+            container,
+            dest_dir,
+            bollard::errors::Error::DockerStreamError { error },
+        ))
     }
 
     /// The client for uploads: this one with a longer timeout.
@@ -102,21 +152,25 @@ impl Engine {
     /// example with `tar::Archive::new(reader)`. A missing `path` is [`Error::NoSuchPath`].
     pub async fn download(&self, container: &BuildContainer, path: &str) -> Result<TarReader> {
         let (sender, mut receiver) = mpsc::channel(DOWNLOAD_CHUNKS_AHEAD);
-        let docker = self.docker.clone();
-        let (id, source) = (container.id().to_string(), path.to_string());
-        tokio::spawn(async move {
-            let options = DownloadFromContainerOptionsBuilder::new()
-                .path(&source)
-                .build();
-            let mut chunks = docker.download_from_container(&id, Some(options));
-            while let Some(chunk) = chunks.next().await {
-                let failed = chunk.is_err();
-                // The reader was dropped: stop downloading.
-                if sender.send(chunk.map(Vec::from)).await.is_err() || failed {
-                    break;
+        if container.is_in_memory(path) {
+            self.download_with_tar(container, path, sender).await?;
+        } else {
+            let docker = self.docker.clone();
+            let (id, source) = (container.id().to_string(), path.to_string());
+            tokio::spawn(async move {
+                let options = DownloadFromContainerOptionsBuilder::new()
+                    .path(&source)
+                    .build();
+                let mut chunks = docker.download_from_container(&id, Some(options));
+                while let Some(chunk) = chunks.next().await {
+                    let failed = chunk.is_err();
+                    // The reader was dropped: stop downloading.
+                    if sender.send(chunk.map(Vec::from)).await.is_err() || failed {
+                        break;
+                    }
                 }
-            }
-        });
+            });
+        }
 
         let download_error = |cause| Error::Download {
             container: container.id().to_string(),
@@ -144,6 +198,71 @@ impl Engine {
             container: container.id().to_string(),
             path: path.to_string(),
         })
+    }
+}
+
+impl Engine {
+    /// [`Engine::download`] from an in-memory directory: the container's own `tar` writes the
+    /// archive to stdout, named as the archive API names entries (`dir/.` gives the contents of
+    /// `dir`, anything else is named after its last component). Chunks go to `sender`; a missing
+    /// path, a failed `tar` or a broken stream ends it with an error, as the archive API would.
+    async fn download_with_tar(
+        &self,
+        container: &BuildContainer,
+        path: &str,
+        sender: mpsc::Sender<Result<Vec<u8>, bollard::errors::Error>>,
+    ) -> Result<()> {
+        let (dir, name) = match path.strip_suffix("/.") {
+            Some(dir) => (dir, "."),
+            None => path.rsplit_once('/').unwrap_or((".", path)),
+        };
+        let dir = if dir.is_empty() { "/" } else { dir };
+        let script =
+            r#"cd -- "$1" 2>/dev/null && test -e "$2" || exit 66; exec tar -c -f - -- "$2""#;
+        let cmd = ["sh", "-c", script, "sh", dir, name].map(str::to_string);
+        let started = self
+            .start_exec(container, &cmd, &[], Some("0"), None, false)
+            .await?;
+        let (docker, container_id) = (self.docker.clone(), container.id().to_string());
+        tokio::spawn(async move {
+            let mut output = started.output;
+            let mut messages = Vec::new();
+            while let Some(chunk) = output.next().await {
+                let chunk = match chunk {
+                    Ok(LogOutput::StdOut { message }) => message,
+                    Ok(other) => {
+                        messages.extend_from_slice(&other.into_bytes());
+                        continue;
+                    }
+                    Err(cause) => {
+                        let _ = sender.send(Err(cause)).await;
+                        return;
+                    }
+                };
+                // The reader was dropped: stop downloading.
+                if sender.send(Ok(chunk.to_vec())).await.is_err() {
+                    return;
+                }
+            }
+            let failure = match exit_code(&docker, &container_id, &started.id).await {
+                Ok(0) => return,
+                Ok(66) => bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404,
+                    message: "no such file or directory".to_string(),
+                },
+                Ok(code) => bollard::errors::Error::DockerStreamError {
+                    error: format!(
+                        "`tar -c` in the container exited with {code}: {}",
+                        String::from_utf8_lossy(&messages).trim()
+                    ),
+                },
+                Err(e) => bollard::errors::Error::DockerStreamError {
+                    error: e.to_string(),
+                },
+            };
+            let _ = sender.send(Err(failure)).await;
+        });
+        Ok(())
     }
 }
 
