@@ -7,6 +7,7 @@
 mod cache;
 mod key;
 mod log;
+mod mounts;
 mod outputs;
 mod run;
 mod secrets;

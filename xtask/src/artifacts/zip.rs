@@ -7,7 +7,7 @@
 //! - one fixed timestamp: `SOURCE_DATE_EPOCH` (UTC) if set and not before 1980, else 1980-01-01
 //!   00:00:00; DOS time has 2-second resolution, so odd seconds are rounded down;
 //! - unix permissions 0644, or 0755 if any execute bit is set; symlinks 0777;
-//! - deflate level 6, no extra fields (no extended timestamp, no alignment padding);
+//! - deflate level 5, no extra fields (no extended timestamp, no alignment padding);
 //! - written to a temporary file next to the destination and renamed into place, so a failure
 //!   never leaves a partial file at the final path.
 //!
@@ -200,7 +200,9 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<ZipEntry>) -> Result<()> {
 fn file_options(timestamp: DateTime, mode: u32) -> SimpleFileOptions {
     SimpleFileOptions::default()
         .compression_method(CompressionMethod::Deflated)
-        .compression_level(Some(6))
+        // zlib-rs level 5: 10 % faster than 6 on the seed layer for a 0.3 % bigger zip (2.4 %
+        // over Info-ZIP's level 6; level 4 would be 4.4 % over).
+        .compression_level(Some(5))
         .last_modified_time(timestamp)
         .unix_permissions(mode)
 }

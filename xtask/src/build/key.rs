@@ -16,6 +16,9 @@ pub struct KeyInputs<'a> {
     pub arch: &'a str,
     pub layer_name: &'a str,
     pub cache_enabled: bool,
+    /// Whether the verification imports the layer (a build without it does not stand in for one
+    /// with it).
+    pub import_test: bool,
 }
 
 pub fn build_key(inputs: &KeyInputs) -> String {
@@ -37,6 +40,7 @@ pub fn build_key(inputs: &KeyInputs) -> String {
     field("arch", inputs.arch);
     field("layer", inputs.layer_name);
     field("cache", if inputs.cache_enabled { "on" } else { "off" });
+    field("import-test", if inputs.import_test { "on" } else { "off" });
     crate::util::hex(&h.finalize())
 }
 
@@ -47,8 +51,38 @@ pub fn up_to_date(manifest_path: &Path, key: &str) -> Option<Manifest> {
         return None;
     }
     let zip = manifest_path.parent()?.join(&manifest.zip);
-    let bytes = std::fs::read(zip).ok()?;
-    (bytes.len() as u64 == manifest.zipped_bytes
-        && crate::util::hex(&Sha256::digest(&bytes)) == manifest.sha256)
-        .then_some(manifest)
+    let (sha256, _, bytes) = crate::artifacts::zip::hash_file(&zip).ok()?;
+    (bytes == manifest.zipped_bytes && sha256 == manifest.sha256).then_some(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_option_that_changes_the_result_changes_the_key() {
+        let inputs = KeyInputs {
+            image_id: "sha256:1",
+            buildspec_text: "version: 0.2",
+            source_digest: "abc",
+            variables: &[],
+            runtime: "python3.9",
+            arch: "x86_64",
+            layer_name: "deps",
+            cache_enabled: true,
+            import_test: true,
+        };
+        let key = build_key(&inputs);
+        assert_eq!(key, build_key(&inputs));
+        let without_import_test = KeyInputs {
+            import_test: false,
+            ..inputs
+        };
+        assert_ne!(key, build_key(&without_import_test));
+        let without_cache = KeyInputs {
+            cache_enabled: false,
+            ..inputs
+        };
+        assert_ne!(key, build_key(&without_cache));
+    }
 }

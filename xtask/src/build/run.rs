@@ -11,6 +11,7 @@ use anyhow::{bail, Context as _};
 use super::cache;
 use super::key::{self, KeyInputs};
 use super::log::{log, timestamp, OutputReader};
+use super::mounts;
 use super::outputs::{self, Collected, InContainer};
 use super::secrets;
 use super::settings::{source_number, Settings};
@@ -51,6 +52,7 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
         arch: &settings.arch,
         layer_name: &settings.layer_name,
         cache_enabled,
+        import_test: !flags.no_import_test,
     });
     if !flags.force {
         if let Some(manifest) = key::up_to_date(&settings.manifest_path(), &build_key) {
@@ -71,7 +73,8 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
     let _lock = lock_out_dir(&settings.out_dir)?;
 
     let src_dir = format!(
-        "{OUTPUT_ROOT}/src{}/src",
+        "{}/src{}/src",
+        mounts::OUTPUT_ROOT,
         source_number(&settings.layer_name)
     );
     let build_number = variables::next_build_number(&settings.out_dir);
@@ -86,12 +89,16 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
     }
     let (container_env, ca_bundle) = container_environment(&flags);
 
-    let cache_volumes = cache::cache_volumes(&settings, &src_dir);
-    let memory_dirs = match flags.scratch_on_disk {
-        true => Vec::new(),
-        false => source_in_memory(engine.memory_bytes().await),
+    let memory_limit = match flags.scratch_on_disk {
+        true => None,
+        false => mounts::memory_limit(engine.memory_bytes().await),
     };
-    for (dir, bytes) in &memory_dirs {
+    let mounts = mounts::plan(
+        cache::cache_volumes(&settings, &src_dir),
+        cache_enabled,
+        memory_limit,
+    );
+    for (dir, bytes) in &mounts.memory_dirs {
         log(
             json,
             &format!(
@@ -104,14 +111,10 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
         image: settings.image.clone(),
         env: container_env.0.clone(),
         working_dir: Some(src_dir.clone()),
-        volumes: if cache_enabled {
-            cache_volumes.clone()
-        } else {
-            Vec::new()
-        },
+        volumes: mounts.volumes,
         bind_mounts_ro: Vec::new(),
-        scratch_dirs: scratch_dirs(&cache_volumes, cache_enabled, !memory_dirs.is_empty()),
-        memory_dirs,
+        scratch_dirs: mounts.scratch_dirs,
+        memory_dirs: mounts.memory_dirs,
         labels: vec![(
             "xtask.layer-tools.layer".to_string(),
             settings.layer_name.clone(),
@@ -165,38 +168,6 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
     summary.duration_ms = started.elapsed().as_millis() as u64;
     print_summary(&summary, json);
     Ok(summary)
-}
-
-/// Where CodeBuild puts the sources; the build writes its outputs there too.
-const OUTPUT_ROOT: &str = "/codebuild/output";
-/// Below this much memory on the Docker machine the source tree stays on disk.
-const MIN_MEMORY_FOR_TMPFS: u64 = 4 << 30;
-
-/// The source tree in memory when the Docker machine has room: a build writes thousands of files
-/// there (installing the seed layer from uv's cache took 0.1 s on tmpfs, 2.1 s on a volume, on
-/// the benchmark VM). Bounded by a quarter of that machine's memory.
-fn source_in_memory(memory_bytes: Option<u64>) -> Vec<(String, u64)> {
-    match memory_bytes {
-        Some(bytes) if bytes >= MIN_MEMORY_FOR_TMPFS => vec![(OUTPUT_ROOT.to_string(), bytes / 4)],
-        _ => Vec::new(),
-    }
-}
-
-/// Directories given a fresh volume of their own: the source tree (unless in memory), the
-/// temporary files, and, without the cache, the cache paths (empty, gone with the container).
-fn scratch_dirs(
-    cache_volumes: &[(String, String)],
-    cache_enabled: bool,
-    source_in_memory: bool,
-) -> Vec<String> {
-    let mut dirs = vec!["/tmp".to_string()];
-    if !source_in_memory {
-        dirs.push(OUTPUT_ROOT.to_string());
-    }
-    if !cache_enabled {
-        dirs.extend(cache_volumes.iter().map(|(_, target)| target.clone()));
-    }
-    dirs
 }
 
 /// The buildspec's variables, then the stores' (fetched with --resolve-secrets), the env file and
