@@ -19,8 +19,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 
 pub use import::{
-    import_smoke_test, modules_from_record, top_level_modules, ImportOutcome, Module,
-    IMPORT_TIMEOUT_SECS,
+    import_smoke_test, import_smoke_test_in, modules_from_record, top_level_modules, ImportOutcome,
+    LayerContainer, Module, IMPORT_TIMEOUT_SECS,
 };
 
 use crate::diagnostic::{Diagnostic, Severity};

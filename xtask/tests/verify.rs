@@ -466,3 +466,45 @@ fn broken_imports_are_reported_from_the_build_image() {
         );
     });
 }
+
+#[test]
+fn a_container_mounted_before_the_layer_exists_sees_it() {
+    support::block_on(async {
+        let Some(engine) = support::require_docker().await else {
+            return;
+        };
+        let image = support::standin_image();
+        if !support::require_image(&engine, &image).await {
+            return;
+        }
+        let layer = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let ready = verify::LayerContainer::mount(&engine, &image, layer.path())
+            .await
+            .expect("a local daemon mounts the directory");
+        // Filled after the container started, as a build fills its staging directory.
+        write(layer.path(), "python/late/__init__.py", "VALUE = 1\n");
+        write(
+            layer.path(),
+            "python/late-1.0.dist-info/top_level.txt",
+            "late\n",
+        );
+        write(layer.path(), "python/late-1.0.dist-info/RECORD", "");
+        let (outcome, diagnostics) =
+            verify::import_smoke_test_in(&engine, &image, layer.path(), Some(ready))
+                .await
+                .unwrap();
+        assert_eq!(outcome.imported, ["late"]);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+
+        // A container mounting another directory is not used for this one.
+        let elsewhere = verify::LayerContainer::mount(&engine, &image, other.path())
+            .await
+            .expect("mount");
+        let (outcome, _) =
+            verify::import_smoke_test_in(&engine, &image, layer.path(), Some(elsewhere))
+                .await
+                .unwrap();
+        assert_eq!(outcome.imported, ["late"]);
+    });
+}

@@ -79,17 +79,17 @@ pub struct Collected {
 pub async fn collect_artifacts(
     at: &InContainer<'_>,
     settings: &Settings,
+    staging: Staging,
 ) -> anyhow::Result<Collected> {
     let Some(spec) = &settings.buildspec.artifacts else {
         bail!("the buildspec declares no artifacts");
     };
-    let staging = Staging::create(&settings.out_dir)?;
     let base = |s: &ArtifactSpec| s.base_directory.as_ref().map(|b| b.value.clone());
     let primary = at
         .download(
             base(&spec.primary).as_deref(),
             selection(&spec.primary)?,
-            &staging.path().join("primary"),
+            &staging.primary(),
         )
         .await?;
     let mut secondary = Vec::new();
@@ -266,7 +266,7 @@ impl Finish<'_> {
 /// The layer's tree: the staged primary artifact, or, when that is a single zip the build made
 /// itself, that zip's contents (extracted with the same safety rules, re-zipped deterministically).
 pub fn layer_tree(collected: &Collected, json: bool) -> anyhow::Result<(PathBuf, ExtractSummary)> {
-    let primary_dir = collected.staging.path().join("primary");
+    let primary_dir = collected.staging.primary();
     match single_zip_contents(&primary_dir)? {
         Some(found) => {
             super::log::log(

@@ -16,6 +16,7 @@ use super::outputs::{self, Collected, InContainer};
 use super::secrets;
 use super::settings::{source_number, Settings};
 use super::source::Source;
+use super::staging::Staging;
 use super::summary::Summary;
 use super::variables::{self, UserVariables, Variables};
 use super::BuildLayer;
@@ -23,6 +24,7 @@ use crate::buildspec::PhaseName;
 use crate::engine::{BuildContainer, BuildContainerSpec, Engine};
 use crate::manifest::Manifest;
 use crate::plan::{self, PlanInputs};
+use crate::verify::{import_smoke_test_in, LayerContainer};
 
 /// Where the host's CA bundle is put in the container.
 const CONTAINER_CA_DIR: &str = "/tmp/xtask-host-ca";
@@ -135,18 +137,32 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
         git_revision: source.git_revision.clone(),
     };
     let work = async {
-        let (mut summary, collected, removal) =
-            in_container(&run, &spec, packed.tar, ca_bundle.as_deref(), env).await?;
+        let staging = Staging::create(&settings.out_dir)?;
+        let primary = staging.primary();
+        // The import test's container starts while the build runs, once the build container is
+        // up (starting both at once delays the build); not at all if that never happens.
+        let (build_started, started) = tokio::sync::oneshot::channel();
+        let import_container = async {
+            match (flags.no_import_test, started.await) {
+                (false, Ok(())) => LayerContainer::mount(&engine, &settings.image, &primary).await,
+                _ => None,
+            }
+        };
+        let build = in_container(
+            &run,
+            &spec,
+            packed.tar,
+            ca_bundle.as_deref(),
+            env,
+            staging,
+            build_started,
+        );
+        let (import_container, built) = tokio::join!(import_container, build);
+        let (mut summary, collected, removal) = built?;
         let finished = match collected.filter(|_| summary.succeeded) {
             Some(collected) => {
-                zip_and_verify(
-                    &run,
-                    &finish,
-                    &collected,
-                    flags.no_import_test,
-                    &mut summary,
-                )
-                .await
+                let import_test = (!flags.no_import_test).then_some(import_container);
+                zip_and_verify(&run, &finish, &collected, import_test, &mut summary).await
             }
             None => Ok(()),
         };
@@ -240,7 +256,7 @@ async fn verify_layer(
     engine: &Engine,
     settings: &Settings,
     tree: &Path,
-    no_import_test: bool,
+    import_test: Option<Option<LayerContainer>>,
     json: bool,
 ) -> anyhow::Result<Vec<crate::diagnostic::Diagnostic>> {
     log(
@@ -250,8 +266,8 @@ async fn verify_layer(
     let target =
         crate::verify::Target::new(&settings.compatible_runtimes, &[settings.arch.as_str()])?;
     let mut checks = crate::verify::verify_tree(tree, &target);
-    if !no_import_test {
-        let (outcome, failed) = crate::verify::import_smoke_test(engine, &settings.image, tree)
+    if let Some(ready) = import_test {
+        let (outcome, failed) = import_smoke_test_in(engine, &settings.image, tree, ready)
             .await
             .context("the import smoke test could not run (--no-import-test skips it)")?;
         log(
@@ -288,9 +304,12 @@ async fn in_container(
     source_tar: Vec<u8>,
     ca_bundle: Option<&Path>,
     env: Variables,
+    staging: Staging,
+    started: tokio::sync::oneshot::Sender<()>,
 ) -> anyhow::Result<(Summary, Option<Collected>, Removal)> {
     let container = run.engine.create_build_container(spec).await?;
-    let result = drive(run, &container, source_tar, ca_bundle, env).await;
+    let _ = started.send(());
+    let result = drive(run, &container, source_tar, ca_bundle, env, staging).await;
     let removal = container.remove_in_background();
     match result {
         Ok((summary, collected)) => Ok((summary, collected, removal)),
@@ -316,17 +335,18 @@ async fn await_removal(removal: Removal, json: bool) {
 
 /// Zips the layer tree while `verify` checks it: the zips do not depend on the verdict (a failed
 /// layer keeps its zip for inspection), and the import test mostly waits on Docker.
+/// `import_test`: `None` skips it; `Some(ready)` runs it, in `ready` when that was started.
 async fn zip_and_verify(
     run: &Run<'_>,
     finish: &outputs::Finish<'_>,
     collected: &Collected,
-    no_import_test: bool,
+    import_test: Option<Option<LayerContainer>>,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
     let (tree, contents) = outputs::layer_tree(collected, run.json)?;
     let job = finish.zip_job(&tree, collected)?;
     let zipping = tokio::task::spawn_blocking(move || job.run());
-    let checks = verify_layer(run.engine, run.settings, &tree, no_import_test, run.json).await;
+    let checks = verify_layer(run.engine, run.settings, &tree, import_test, run.json).await;
     let zipped = zipping.await.context("the zip writer stopped")??;
     finish.record(zipped, &contents, checks?, summary)
 }
@@ -337,6 +357,7 @@ async fn drive(
     source_tar: Vec<u8>,
     ca_bundle: Option<&Path>,
     env: Variables,
+    staging: Staging,
 ) -> anyhow::Result<(Summary, Option<Collected>)> {
     let json = run.json;
     log(
@@ -428,7 +449,7 @@ async fn drive(
             timestamp()
         ),
     );
-    let collected = outputs::collect_artifacts(&at, run.settings).await?;
+    let collected = outputs::collect_artifacts(&at, run.settings, staging).await?;
     Ok((summary, Some(collected)))
 }
 

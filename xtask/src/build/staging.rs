@@ -4,7 +4,7 @@
 //! against 0.3 s in memory. The directory is removed when the [`Staging`] is dropped, so an
 //! error or Ctrl-C leaves nothing behind.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
@@ -17,19 +17,31 @@ const MIN_FREE_MEMORY_BYTES: u64 = 1 << 30;
 pub struct Staging(tempfile::TempDir);
 
 impl Staging {
+    /// A new staging directory, with an empty [`Staging::primary`] in it (so the import test's
+    /// container can mount it before the build has produced anything).
     pub fn create(out_dir: &Path) -> anyhow::Result<Staging> {
-        if let Some(dir) = in_memory() {
-            return Ok(Staging(dir));
-        }
-        tempfile::Builder::new()
-            .prefix(".staging-")
-            .tempdir_in(out_dir)
-            .map(Staging)
-            .with_context(|| format!("cannot create a staging directory in {}", out_dir.display()))
+        let dir = match in_memory() {
+            Some(dir) => dir,
+            None => tempfile::Builder::new()
+                .prefix(".staging-")
+                .tempdir_in(out_dir)
+                .with_context(|| {
+                    format!("cannot create a staging directory in {}", out_dir.display())
+                })?,
+        };
+        let staging = Staging(dir);
+        std::fs::create_dir(staging.primary())
+            .with_context(|| format!("cannot create {}", staging.primary().display()))?;
+        Ok(staging)
     }
 
     pub fn path(&self) -> &Path {
         self.0.path()
+    }
+
+    /// Where the primary artifact's tree goes.
+    pub fn primary(&self) -> PathBuf {
+        self.path().join("primary")
     }
 }
 
@@ -54,6 +66,7 @@ mod tests {
         let out = tempfile::tempdir().expect("tempdir");
         let staging = Staging::create(out.path()).expect("staging");
         let path = staging.path().to_path_buf();
+        assert!(staging.primary().is_dir());
         std::fs::write(path.join("f"), "x").expect("write");
         drop(staging);
         assert!(!path.exists());

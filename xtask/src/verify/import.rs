@@ -3,7 +3,7 @@
 //! in its own interpreter with a timeout.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -235,11 +235,58 @@ pub async fn import_smoke_test(
     image: &str,
     layer_dir: &Path,
 ) -> anyhow::Result<(ImportOutcome, Vec<Diagnostic>)> {
+    import_smoke_test_in(engine, image, layer_dir, None).await
+}
+
+/// A container of `image` with a directory bind-mounted read-only at `/opt`, created before that
+/// directory is filled (a build starts it next to the build container, saving the import test
+/// the container start).
+pub struct LayerContainer {
+    container: BuildContainer,
+    layer_dir: PathBuf,
+}
+
+impl LayerContainer {
+    /// `None` when the daemon is remote (it cannot mount host paths) or refuses the mount.
+    pub async fn mount(engine: &Engine, image: &str, layer_dir: &Path) -> Option<LayerContainer> {
+        if !engine.is_local() {
+            return None;
+        }
+        let layer_dir = layer_dir.canonicalize().ok()?;
+        let spec = BuildContainerSpec {
+            image: image.to_string(),
+            working_dir: Some("/tmp".to_string()),
+            bind_mounts_ro: vec![(layer_dir.display().to_string(), "/opt".to_string())],
+            ..Default::default()
+        };
+        let container = engine.create_build_container(&spec).await.ok()?;
+        Some(LayerContainer {
+            container,
+            layer_dir,
+        })
+    }
+}
+
+/// [`import_smoke_test`], in `ready` when it mounts `layer_dir`.
+pub async fn import_smoke_test_in(
+    engine: &Engine,
+    image: &str,
+    layer_dir: &Path,
+    ready: Option<LayerContainer>,
+) -> anyhow::Result<(ImportOutcome, Vec<Diagnostic>)> {
     let modules = top_level_modules(layer_dir);
+    let ready = ready.and_then(|ready| {
+        let mounts_it = layer_dir.canonicalize().ok() == Some(ready.layer_dir.clone());
+        // Not the tree to test (dropping it removes the container).
+        mounts_it.then_some(ready.container)
+    });
     if modules.is_empty() {
         return Ok((ImportOutcome::default(), Vec::new()));
     }
-    let container = layer_container(engine, image, layer_dir).await?;
+    let container = match ready {
+        Some(container) => container,
+        None => layer_container(engine, image, layer_dir).await?,
+    };
     let mut cmd = vec![
         "python3".to_string(),
         "-I".to_string(),
@@ -312,17 +359,8 @@ async fn layer_container(
         working_dir: Some("/tmp".to_string()),
         ..Default::default()
     };
-    if engine.is_local() {
-        let host_path = layer_dir
-            .canonicalize()
-            .with_context(|| format!("cannot resolve {}", layer_dir.display()))?;
-        let mounted = BuildContainerSpec {
-            bind_mounts_ro: vec![(host_path.display().to_string(), "/opt".to_string())],
-            ..spec.clone()
-        };
-        if let Ok(container) = engine.create_build_container(&mounted).await {
-            return Ok(container);
-        }
+    if let Some(mounted) = LayerContainer::mount(engine, image, layer_dir).await {
+        return Ok(mounted.container);
     }
     let dir = layer_dir.to_path_buf();
     let tar = tokio::task::spawn_blocking(move || tar_of(&dir))
