@@ -32,7 +32,7 @@ use zip::{CompressionMethod, DateTime, ZipWriter};
 
 /// Compressed bytes of finished entries that may wait for the writer: a worker does not start
 /// a new file while this much is waiting.
-const WINDOW_BYTES: u64 = 16 << 20;
+const WINDOW_BYTES: u64 = 12 << 20;
 /// 1980-01-01T00:00:00Z, the earliest DOS timestamp.
 const DOS_EPOCH: i64 = 315_532_800;
 
