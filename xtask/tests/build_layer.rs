@@ -269,6 +269,7 @@ fn the_seed_layer_builds_with_python_at_the_zip_root() {
         "buildspec.yml",
         "template.yaml",
         "python-layer/requirements.txt",
+        "python-layer/get_uv.py",
     ] {
         let to = dir.path().join(file);
         std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
@@ -281,6 +282,12 @@ fn the_seed_layer_builds_with_python_at_the_zip_root() {
         "SUCCEEDED",
         "{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+    // A new project has an empty cache: uv came from get_uv.py, not from the pip fallback.
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains("python-layer/get_uv.py") && !log.contains("get_uv.py: "),
+        "{log}"
     );
     let zip = dir.path().join("target/layer/python-deps.zip");
     let names = zip_names(&zip);
