@@ -373,14 +373,27 @@ async fn drive(
             run.src_dir
         ),
     );
-    run.engine
-        .upload(container, run.src_dir, source_tar)
-        .await?;
-    if let Some(bundle) = ca_bundle {
+    // Independent round trips to the daemon, so at the same time.
+    let upload_source = async {
+        let uploaded = run.engine.upload(container, run.src_dir, source_tar).await;
+        uploaded.map_err(anyhow::Error::from)
+    };
+    let upload_ca = async {
+        let Some(bundle) = ca_bundle else {
+            return Ok(());
+        };
         let tar = single_file_tar("ca-bundle.crt", bundle)?;
-        run.engine.upload(container, CONTAINER_CA_DIR, tar).await?;
-    }
-    check_runtime_versions(run, container).await?;
+        let uploaded = run.engine.upload(container, CONTAINER_CA_DIR, tar).await;
+        uploaded.map_err(anyhow::Error::from)
+    };
+    let (source, ca, runtime) = tokio::join!(
+        upload_source,
+        upload_ca,
+        check_runtime_versions(run, container)
+    );
+    source?;
+    ca?;
+    runtime?;
 
     let interpreter = plan::interpreter(&run.settings.buildspec.shell())
         .context("Windows shells (powershell.exe, cmd.exe) cannot run in a Linux build image")?;
