@@ -46,20 +46,62 @@ impl Staging {
 }
 
 fn in_memory() -> Option<tempfile::TempDir> {
+    remove_abandoned(Path::new(MEMORY_DIR));
     let stats = rustix::fs::statvfs(MEMORY_DIR).ok()?;
     let free = stats.f_bavail.saturating_mul(stats.f_frsize);
     if free < MIN_FREE_MEMORY_BYTES {
         return None;
     }
     tempfile::Builder::new()
-        .prefix("xtask-staging-")
+        .prefix(&format!("{MEMORY_PREFIX}{}-", std::process::id()))
         .tempdir_in(MEMORY_DIR)
         .ok()
+}
+
+/// In-memory staging directories are named after the process that made them.
+const MEMORY_PREFIX: &str = "xtask-staging-";
+
+/// Removes in-memory staging directories whose process is gone (killed before it could clean
+/// up): unlike a disk, memory is not given back on its own.
+fn remove_abandoned(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(MEMORY_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn directories_of_processes_that_are_gone_are_removed() {
+        let shm = tempfile::tempdir().expect("tempdir");
+        let mine = shm
+            .path()
+            .join(format!("{MEMORY_PREFIX}{}-abc", std::process::id()));
+        // Beyond the largest pid Linux hands out (4194304).
+        let gone = shm.path().join(format!("{MEMORY_PREFIX}4999999-abc"));
+        let other = shm.path().join("something-else");
+        for dir in [&mine, &gone, &other] {
+            std::fs::create_dir(dir).expect("mkdir");
+        }
+        remove_abandoned(shm.path());
+        assert!(mine.exists() && other.exists());
+        assert!(!gone.exists());
+    }
 
     #[test]
     fn a_staging_directory_is_removed_when_dropped() {

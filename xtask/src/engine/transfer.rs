@@ -99,6 +99,9 @@ impl Engine {
         }
         let error = match sent {
             Err(e) if code == 0 => format!("the archive could not be sent: {e}"),
+            _ if code == 127 => "the image has no `tar`, which an in-memory directory needs \
+                                 (build-layer --scratch-on-disk keeps it on a volume)"
+                .to_string(),
             _ => format!(
                 "`tar -x` in the container exited with {code}: {}",
                 String::from_utf8_lossy(&messages).trim()
