@@ -565,3 +565,23 @@ fn resolve_secrets_fetches_parameter_store_and_secrets_manager_values_from_aws()
     .expect("read entry");
     assert_eq!(values, "param-value-1 secret-token-2");
 }
+
+#[test]
+fn running_out_of_space_in_memory_points_to_scratch_on_disk() {
+    if support::block_on(support::require_docker()).is_none() {
+        return;
+    }
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo cp write error, No space left on device && false\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
+    let dir = project(spec, &[]);
+    let output = build_layer(dir.path(), &[]);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert_eq!(
+        log.contains("hint: the source tree is in memory"),
+        log.contains("/codebuild/output is in memory"),
+        "{log}"
+    );
+    let on_disk = build_layer(dir.path(), &["--scratch-on-disk"]);
+    let log = String::from_utf8_lossy(&on_disk.stderr);
+    assert!(!log.contains("hint: the source tree is in memory"), "{log}");
+}

@@ -352,43 +352,6 @@ fn session_containers_are_removed_in_one_call() {
 }
 
 #[test]
-fn a_tar_can_be_uploaded_in_chunks() {
-    support::block_on(async {
-        let Some((engine, image)) = docker_and_image().await else {
-            return;
-        };
-        let container = build_container(&engine, &image).await;
-        let tar = tar_of(&[("deep/file.txt", "streamed\n")]);
-        let (sender, receiver) = tokio::sync::mpsc::channel(2);
-        let producer = tokio::spawn(async move {
-            for chunk in tar.chunks(100) {
-                if sender.send(Ok(chunk.to_vec())).await.is_err() {
-                    break;
-                }
-            }
-        });
-        engine
-            .upload_stream(&container, "/srv/new dir", receiver)
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
-        producer.await.unwrap_or_else(|error| panic!("{error}"));
-        let read = sh(
-            &engine,
-            &container,
-            None,
-            "cat '/srv/new dir/deep/file.txt'",
-        )
-        .await;
-        assert_eq!(read, (0, "streamed\n".to_string()));
-        container
-            .remove()
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
-        assert_no_leftovers(&engine).await;
-    });
-}
-
-#[test]
 fn scratch_dirs_are_volumes_of_their_own_removed_with_the_container() {
     support::block_on(async {
         let Some((engine, image)) = docker_and_image().await else {

@@ -30,6 +30,8 @@ pub fn build_key(inputs: &KeyInputs) -> String {
         h.update([0]);
     };
     field("tool", env!("CARGO_PKG_VERSION"));
+    // Bumped whenever the same tree would zip to other bytes (2: deflate level 6 → 5).
+    field("zip-format", "2");
     field("image", inputs.image_id);
     field("buildspec", inputs.buildspec_text);
     field("source", inputs.source_digest);

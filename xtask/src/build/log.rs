@@ -30,6 +30,8 @@ pub struct OutputReader<'a> {
     starts: Vec<(PhaseName, u64)>,
     pub summary: Summary,
     pub build_succeeded: Option<bool>,
+    /// Whether a command said it ran out of space (an in-memory source tree is bounded).
+    pub saw_no_space: bool,
 }
 
 impl<'a> OutputReader<'a> {
@@ -41,6 +43,7 @@ impl<'a> OutputReader<'a> {
             starts: Vec::new(),
             summary: Summary::default(),
             build_succeeded: None,
+            saw_no_space: false,
         }
     }
 
@@ -83,7 +86,10 @@ impl<'a> OutputReader<'a> {
             Some(Marker::Export { name, value }) => self.summary.exported.push((name, value)),
             Some(Marker::BuildEnd { succeeded }) => self.build_succeeded = Some(succeeded),
             Some(Marker::PhaseRetry { .. }) => {}
-            None => log(self.json, &variables::mask(line, self.secrets)),
+            None => {
+                self.saw_no_space |= line.contains("No space left on device");
+                log(self.json, &variables::mask(line, self.secrets))
+            }
         }
     }
 }

@@ -2,8 +2,9 @@
 //! it, everything else in storage that goes with it. A build writes thousands of small files, and
 //! where they land dominated the build time on the benchmark VM (uv installing the seed layer from
 //! its cache: 7.5 s in the image's copy-on-write layer, 2.1 s on a volume, 0.1 s in memory). So
-//! the source tree — and, with `--no-cache`, the throwaway cache paths — live in memory (tmpfs)
-//! when the Docker machine has room, else on volumes of their own; `/tmp` is always a volume.
+//! the source tree lives in memory (tmpfs) when the Docker machine has room, else on a volume of
+//! its own; `/tmp` is a volume, and so are the cache paths with `--no-cache` (fresh, gone with the
+//! container; a volume, unlike a tmpfs, starts with what the image has at that path).
 
 /// Where CodeBuild puts the sources; the build writes its outputs there too.
 pub const OUTPUT_ROOT: &str = "/codebuild/output";
@@ -49,11 +50,9 @@ pub fn plan(
         return mounts;
     }
     for (_, dir) in cache_volumes {
-        match memory_limit {
-            // Already in memory, inside the source tree.
-            Some(_) if is_under(&dir, OUTPUT_ROOT) => {}
-            Some(limit) => mounts.memory_dirs.push((dir, limit)),
-            None => mounts.scratch_dirs.push(dir),
+        // Inside an in-memory source tree it is fresh already.
+        if !(memory_limit.is_some() && is_under(&dir, OUTPUT_ROOT)) {
+            mounts.scratch_dirs.push(dir);
         }
     }
     mounts
@@ -104,12 +103,10 @@ mod tests {
     fn without_the_cache_the_cache_paths_are_throwaway() {
         let mounts = plan(caches(), false, Some(1 << 30));
         assert!(mounts.volumes.is_empty());
+        assert_eq!(mounts.scratch_dirs, ["/tmp", "/root/.cache/uv"]);
         assert_eq!(
             mounts.memory_dirs,
-            [
-                ("/codebuild/output".to_string(), 1 << 30),
-                ("/root/.cache/uv".to_string(), 1 << 30)
-            ]
+            [("/codebuild/output".to_string(), 1 << 30)]
         );
         let on_disk = plan(caches(), false, None);
         assert_eq!(

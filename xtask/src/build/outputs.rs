@@ -56,11 +56,18 @@ impl InContainer<'_> {
             .download(self.container, &format!("{root}/."))
             .await?;
         let dest = dest.to_path_buf();
-        let summary =
-            tokio::task::spawn_blocking(move || artifacts::extract_tar(reader, &dest, &selection))
-                .await
-                .context("the artifact extraction stopped")??;
-        Ok(summary)
+        let extract = move || -> anyhow::Result<ExtractSummary> {
+            let mut reader = reader;
+            let summary = artifacts::extract_tar(&mut reader, &dest, &selection)?;
+            // The archive ends before the stream does: what follows may be the error of a
+            // `tar -c` that could not read a file, or of a broken download.
+            std::io::copy(&mut reader, &mut std::io::sink())
+                .context("the artifact download failed")?;
+            Ok(summary)
+        };
+        tokio::task::spawn_blocking(extract)
+            .await
+            .context("the artifact extraction stopped")?
     }
 }
 
@@ -156,16 +163,55 @@ pub struct Zipped {
 }
 
 impl ZipJob {
+    /// Writes every zip next to its final path ([`pending`]); [`Finish::record`] moves them into
+    /// place with the manifest, so a zip never sits beside a manifest that does not describe it.
     pub fn run(self) -> anyhow::Result<Zipped> {
-        let layer = artifacts::write_zip(&self.layer.0, &self.layer.1, &self.options)?;
+        let (tree, path) = &self.layer;
+        let layer = artifacts::write_zip(tree, &pending(path), &self.options)?;
         let secondary = self
             .secondary
             .into_iter()
             .map(|(id, tree, path)| {
-                artifacts::write_zip(&tree, &path, &self.options).map(|zip| (id, zip))
+                artifacts::write_zip(&tree, &pending(&path), &self.options).map(|zip| (id, zip))
             })
             .collect::<Result<_, _>>()?;
         Ok(Zipped { layer, secondary })
+    }
+}
+
+/// Where a zip waits for its manifest.
+fn pending(zip: &Path) -> PathBuf {
+    let mut name = zip.file_name().unwrap_or_default().to_os_string();
+    name.push(".pending");
+    zip.with_file_name(name)
+}
+
+impl Zipped {
+    /// Moves the zips to their final paths.
+    fn land(&mut self) -> anyhow::Result<()> {
+        let zips =
+            std::iter::once(&mut self.layer).chain(self.secondary.iter_mut().map(|(_, zip)| zip));
+        for zip in zips {
+            let Some(name) = zip.path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(final_name) = name.strip_suffix(".pending") else {
+                continue;
+            };
+            let final_path = zip.path.with_file_name(final_name);
+            std::fs::rename(&zip.path, &final_path)
+                .with_context(|| format!("cannot move the zip to {}", final_path.display()))?;
+            zip.path = final_path;
+        }
+        Ok(())
+    }
+
+    /// Removes the zips that never got their manifest.
+    pub fn discard(self) {
+        let _ = std::fs::remove_file(&self.layer.path);
+        for (_, zip) in self.secondary {
+            let _ = std::fs::remove_file(&zip.path);
+        }
     }
 }
 
@@ -207,6 +253,8 @@ impl Finish<'_> {
         summary: &mut Summary,
     ) -> anyhow::Result<()> {
         let settings = self.settings;
+        let mut zipped = zipped;
+        zipped.land()?;
         let Zipped {
             layer: zip,
             secondary,

@@ -161,7 +161,10 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
         let (mut summary, collected, removal) = built?;
         let finished = match collected.filter(|_| summary.succeeded) {
             Some(collected) => {
-                let import_test = (!flags.no_import_test).then_some(import_container);
+                let import_test = match flags.no_import_test {
+                    true => ImportTest::Skip,
+                    false => ImportTest::Run(import_container),
+                };
                 zip_and_verify(&run, &finish, &collected, import_test, &mut summary).await
             }
             None => Ok(()),
@@ -250,13 +253,21 @@ fn container_environment(flags: &BuildLayer) -> (Variables, Option<std::path::Pa
     (container_env, ca_bundle)
 }
 
+/// Whether the verification imports the layer, and in which container when one was started
+/// during the build.
+#[allow(clippy::large_enum_variant)] // one value per build
+enum ImportTest {
+    Skip,
+    Run(Option<LayerContainer>),
+}
+
 /// Issue 5's checks on the layer tree: static (ELF, ABI, layout, size of parts) and, unless
 /// disabled, importing every top-level module in the build image as Lambda mounts the layer.
 async fn verify_layer(
     engine: &Engine,
     settings: &Settings,
     tree: &Path,
-    import_test: Option<Option<LayerContainer>>,
+    import_test: ImportTest,
     json: bool,
 ) -> anyhow::Result<Vec<crate::diagnostic::Diagnostic>> {
     log(
@@ -266,7 +277,7 @@ async fn verify_layer(
     let target =
         crate::verify::Target::new(&settings.compatible_runtimes, &[settings.arch.as_str()])?;
     let mut checks = crate::verify::verify_tree(tree, &target);
-    if let Some(ready) = import_test {
+    if let ImportTest::Run(ready) = import_test {
         let (outcome, failed) = import_smoke_test_in(engine, &settings.image, tree, ready)
             .await
             .context("the import smoke test could not run (--no-import-test skips it)")?;
@@ -295,7 +306,8 @@ struct Run<'a> {
     source_files: usize,
 }
 
-/// Everything that needs the container. It is removed on the way out, whatever happens.
+/// Everything that needs the container. Its removal starts on the way out, whatever happens; on
+/// success the returned handle reports how it went, on an error it has been awaited.
 /// The container is removed in the background (deleting a large source volume takes a while);
 /// the returned handle reports how that went.
 async fn in_container(
@@ -335,12 +347,11 @@ async fn await_removal(removal: Removal, json: bool) {
 
 /// Zips the layer tree while `verify` checks it: the zips do not depend on the verdict (a failed
 /// layer keeps its zip for inspection), and the import test mostly waits on Docker.
-/// `import_test`: `None` skips it; `Some(ready)` runs it, in `ready` when that was started.
 async fn zip_and_verify(
     run: &Run<'_>,
     finish: &outputs::Finish<'_>,
     collected: &Collected,
-    import_test: Option<Option<LayerContainer>>,
+    import_test: ImportTest,
     summary: &mut Summary,
 ) -> anyhow::Result<()> {
     let (tree, contents) = outputs::layer_tree(collected, run.json)?;
@@ -348,7 +359,13 @@ async fn zip_and_verify(
     let zipping = tokio::task::spawn_blocking(move || job.run());
     let checks = verify_layer(run.engine, run.settings, &tree, import_test, run.json).await;
     let zipped = zipping.await.context("the zip writer stopped")??;
-    finish.record(zipped, &contents, checks?, summary)
+    match checks {
+        Ok(checks) => finish.record(zipped, &contents, checks, summary),
+        Err(e) => {
+            zipped.discard();
+            Err(e)
+        }
+    }
 }
 
 async fn drive(
@@ -443,6 +460,12 @@ async fn drive(
     output.flush();
     let mut summary = output.summary;
     summary.succeeded = output.build_succeeded == Some(true) && exit == 0;
+    if !summary.succeeded && output.saw_no_space && container.transfers_with_tar() {
+        log(
+            json,
+            "hint: the source tree is in memory and bounded; --scratch-on-disk puts it on a volume",
+        );
+    }
     let at = InContainer {
         engine: run.engine,
         container,

@@ -20,10 +20,13 @@ impl Staging {
     /// A new staging directory, with an empty [`Staging::primary`] in it (so the import test's
     /// container can mount it before the build has produced anything).
     pub fn create(out_dir: &Path) -> anyhow::Result<Staging> {
+        // Left by builds that were killed (the out-dir is locked: none of them is running).
+        remove_abandoned(Path::new(MEMORY_DIR));
+        remove_staging_dirs(out_dir);
         let dir = match in_memory() {
             Some(dir) => dir,
             None => tempfile::Builder::new()
-                .prefix(".staging-")
+                .prefix(DISK_PREFIX)
                 .tempdir_in(out_dir)
                 .with_context(|| {
                     format!("cannot create a staging directory in {}", out_dir.display())
@@ -46,7 +49,6 @@ impl Staging {
 }
 
 fn in_memory() -> Option<tempfile::TempDir> {
-    remove_abandoned(Path::new(MEMORY_DIR));
     let stats = rustix::fs::statvfs(MEMORY_DIR).ok()?;
     let free = stats.f_bavail.saturating_mul(stats.f_frsize);
     if free < MIN_FREE_MEMORY_BYTES {
@@ -60,6 +62,19 @@ fn in_memory() -> Option<tempfile::TempDir> {
 
 /// In-memory staging directories are named after the process that made them.
 const MEMORY_PREFIX: &str = "xtask-staging-";
+/// Staging directories in the out-dir (older versions used `.staging` itself).
+const DISK_PREFIX: &str = ".staging-";
+
+fn remove_staging_dirs(out_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(out_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(".staging") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
 
 /// Removes in-memory staging directories whose process is gone (killed before it could clean
 /// up): unlike a disk, memory is not given back on its own.

@@ -90,7 +90,7 @@ pub struct BuildContainer {
     id: String,
     docker: Docker,
     guard: ContainerGuard,
-    memory_dirs: Vec<String>,
+    has_memory_dirs: bool,
 }
 
 impl BuildContainer {
@@ -99,12 +99,10 @@ impl BuildContainer {
         &self.id
     }
 
-    /// Whether `path` is inside one of the container's in-memory directories.
-    pub fn is_in_memory(&self, path: &str) -> bool {
-        self.memory_dirs.iter().any(|dir| {
-            path.strip_prefix(dir.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-        })
+    /// Whether files move in and out through the image's `tar`: so in a container with tmpfs
+    /// mounts, for every path (one may reach into a tmpfs through `..` or a symlink).
+    pub fn transfers_with_tar(&self) -> bool {
+        self.has_memory_dirs
     }
 
     /// Stops (SIGKILL) and removes the container and its anonymous volumes.
@@ -229,11 +227,7 @@ impl Engine {
             guard: self.guard(&created.id),
             id: created.id,
             docker: self.docker.clone(),
-            memory_dirs: spec
-                .memory_dirs
-                .iter()
-                .map(|(dir, _)| dir.clone())
-                .collect(),
+            has_memory_dirs: !spec.memory_dirs.is_empty(),
         };
         self.docker
             .start_container(&container.id, None)

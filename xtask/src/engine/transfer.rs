@@ -1,5 +1,6 @@
-//! Files in and out of a build container as tar streams: upload a tar (whole or as a channel of
-//! chunks) into a directory, download a path as a tar that a blocking [`std::io::Read`] streams.
+//! Files in and out of a build container as tar streams: upload a tar into a directory, download
+//! a path as a tar that a blocking [`std::io::Read`] streams. Through Docker's archive API, or,
+//! for a container with in-memory directories (which that API cannot see), the image's `tar`.
 
 use std::io::Read;
 use std::time::Duration;
@@ -20,6 +21,11 @@ use super::{BuildContainer, Engine, Error, Result};
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Downloaded chunks buffered ahead of the reader (each up to the daemon's chunk size, ~32 KiB).
 const DOWNLOAD_CHUNKS_AHEAD: usize = 16;
+/// The exit code of the transfer scripts when the image has no `tar`, and what it means.
+const NO_TAR: i64 = 69;
+const HAS_TAR: &str = "command -v tar >/dev/null || exit 69;";
+const NO_TAR_MESSAGE: &str = "the image has no `tar`, which an in-memory source tree needs \
+                              (build-layer --scratch-on-disk keeps it on a volume)";
 
 impl Engine {
     /// Unpacks the tar archive `tar` into `dest_dir` of `container`, creating `dest_dir` first.
@@ -29,7 +35,7 @@ impl Engine {
         dest_dir: &str,
         tar: Vec<u8>,
     ) -> Result<()> {
-        if container.is_in_memory(dest_dir) {
+        if container.transfers_with_tar() {
             return self.upload_with_tar(container, dest_dir, tar).await;
         }
         let options = self.prepare_upload(container, dest_dir).await?;
@@ -43,46 +49,23 @@ impl Engine {
             .map_err(|cause| upload_error(container, dest_dir, cause))
     }
 
-    /// Like [`Engine::upload`], with the tar arriving in chunks (e.g. from a `tar::Builder` writing
-    /// on a blocking thread through `blocking_send`), so it is never in memory whole. An `Err`
-    /// chunk aborts the upload.
-    pub async fn upload_stream(
-        &self,
-        container: &BuildContainer,
-        dest_dir: &str,
-        chunks: mpsc::Receiver<std::io::Result<Vec<u8>>>,
-    ) -> Result<()> {
-        let stream = futures_util::stream::unfold(chunks, |mut chunks| async move {
-            let chunk = chunks.recv().await?;
-            Some((chunk.map(Into::into), chunks))
-        });
-        let options = self.prepare_upload(container, dest_dir).await?;
-        self.upload_client()
-            .upload_to_container(
-                container.id(),
-                Some(options),
-                bollard::body_try_stream(stream),
-            )
-            .await
-            .map_err(|cause| upload_error(container, dest_dir, cause))
-    }
-
-    /// [`Engine::upload`] into an in-memory directory, which the archive API cannot see: the
-    /// container's own `tar` unpacks the archive from stdin (as root; files owned by root, modes
-    /// kept, as the archive API does).
+    /// [`Engine::upload`] through the container's own `tar` (the archive API cannot see into
+    /// tmpfs mounts): it unpacks the archive from stdin, as root; files owned by root, modes kept,
+    /// as the archive API does.
     async fn upload_with_tar(
         &self,
         container: &BuildContainer,
         dest_dir: &str,
         tar: Vec<u8>,
     ) -> Result<()> {
-        let script = r#"mkdir -p -- "$1" && exec tar -x -o -f - -C "$1""#;
-        let cmd = ["sh", "-c", script, "sh", dest_dir].map(str::to_string);
+        let script = format!(r#"{HAS_TAR} mkdir -p -- "$1" && exec tar -x -o -f - -C "$1""#);
+        let cmd = ["sh", "-c", &script, "sh", dest_dir].map(str::to_string);
         let started = self
             .start_exec(container, &cmd, &[], Some("0"), None, true)
             .await?;
         let (mut input, mut output) = (started.input, started.output);
-        let send = async {
+        // `input` moves in, so it is closed (end of file for `tar`) even when a write fails.
+        let send = async move {
             input.write_all(&tar).await?;
             input.shutdown().await
         };
@@ -92,16 +75,17 @@ impl Engine {
                 messages.extend_from_slice(&chunk.into_bytes());
             }
         };
-        let (sent, ()) = tokio::join!(send, receive);
+        let transfer = async { tokio::join!(send, receive).0 };
+        let sent = tokio::time::timeout(UPLOAD_TIMEOUT, transfer)
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
         let code = exit_code(&self.docker, container.id(), &started.id).await?;
         if code == 0 && sent.is_ok() {
             return Ok(());
         }
         let error = match sent {
             Err(e) if code == 0 => format!("the archive could not be sent: {e}"),
-            _ if code == 127 => "the image has no `tar`, which an in-memory directory needs \
-                                 (build-layer --scratch-on-disk keeps it on a volume)"
-                .to_string(),
+            _ if code == NO_TAR => NO_TAR_MESSAGE.to_string(),
             _ => format!(
                 "`tar -x` in the container exited with {code}: {}",
                 String::from_utf8_lossy(&messages).trim()
@@ -155,7 +139,7 @@ impl Engine {
     /// example with `tar::Archive::new(reader)`. A missing `path` is [`Error::NoSuchPath`].
     pub async fn download(&self, container: &BuildContainer, path: &str) -> Result<TarReader> {
         let (sender, mut receiver) = mpsc::channel(DOWNLOAD_CHUNKS_AHEAD);
-        if container.is_in_memory(path) {
+        if container.transfers_with_tar() {
             self.download_with_tar(container, path, sender).await?;
         } else {
             let docker = self.docker.clone();
@@ -220,9 +204,10 @@ impl Engine {
             None => path.rsplit_once('/').unwrap_or((".", path)),
         };
         let dir = if dir.is_empty() { "/" } else { dir };
-        let script =
-            r#"cd -- "$1" 2>/dev/null && test -e "$2" || exit 66; exec tar -c -f - -- "$2""#;
-        let cmd = ["sh", "-c", script, "sh", dir, name].map(str::to_string);
+        let script = format!(
+            r#"{HAS_TAR} cd -- "$1" 2>/dev/null && test -e "$2" || exit 66; exec tar -c -f - -- "$2""#
+        );
+        let cmd = ["sh", "-c", &script, "sh", dir, name].map(str::to_string);
         let started = self
             .start_exec(container, &cmd, &[], Some("0"), None, false)
             .await?;
@@ -249,6 +234,9 @@ impl Engine {
             }
             let failure = match exit_code(&docker, &container_id, &started.id).await {
                 Ok(0) => return,
+                Ok(NO_TAR) => bollard::errors::Error::DockerStreamError {
+                    error: NO_TAR_MESSAGE.to_string(),
+                },
                 Ok(66) => bollard::errors::Error::DockerResponseServerError {
                     status_code: 404,
                     message: "no such file or directory".to_string(),

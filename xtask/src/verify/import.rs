@@ -127,7 +127,8 @@ fn exists(root: &Path, name: &str) -> bool {
 /// site-packages of the image, no user site, no environment, no bytecode writes) whose `sys.path`
 /// starts with the layer's paths as Lambda orders them, and prints one JSON line per module.
 /// First all of them in one interpreter, as a function imports them (one pandas import instead of
-/// several); only when that fails is each module retried alone, so every failure is named.
+/// several); only when that fails is each module retried alone, so every failure is named. The
+/// trade-off: a module that imports only after another one has been imported passes.
 const DRIVER: &str = r#"
 import concurrent.futures, json, os, subprocess, sys
 version = "%d.%d" % sys.version_info[:2]
@@ -169,17 +170,17 @@ def all_import_together(modules):
         return False
 
 ours = ("python", "python/lib/python%s/site-packages" % version)
-pairs = [arg.split(":", 1) for arg in sys.argv[1:]]
-modules = [module for root, module in pairs if root in ours]
-if all_import_together(modules):
-    results = {module: {"module": module, "ok": True} for module in modules}
+pairs = [tuple(arg.split(":", 1)) for arg in sys.argv[1:]]
+tried = [pair for pair in pairs if pair[0] in ours]
+if all_import_together([module for _, module in tried]):
+    results = {pair: {"module": pair[1], "ok": True} for pair in tried}
 else:
     # One interpreter per module, one per core at a time.
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        results = {r["module"]: r for r in pool.map(check, modules)}
-for root, module in pairs:
-    result = results.get(module) if root in ours else None
-    print("XTASK-IMPORT " + json.dumps(result or {"module": module, "skipped": True}), flush=True)
+        results = dict(zip(tried, pool.map(check, [module for _, module in tried])))
+for pair in pairs:
+    result = results.get(pair) or {"module": pair[1], "skipped": True}
+    print("XTASK-IMPORT " + json.dumps(result), flush=True)
 "#;
 
 /// What the driver reported.
