@@ -508,3 +508,35 @@ fn a_container_mounted_before_the_layer_exists_sees_it() {
         assert_eq!(outcome.imported, ["late"]);
     });
 }
+
+#[test]
+fn a_mount_that_shows_nothing_falls_back_to_a_copy() {
+    support::block_on(async {
+        let Some(engine) = support::require_docker().await else {
+            return;
+        };
+        let image = support::standin_image();
+        if !support::require_image(&engine, &image).await {
+            return;
+        }
+        let parent = tempfile::tempdir().unwrap();
+        let layer = parent.path().join("layer");
+        std::fs::create_dir(&layer).unwrap();
+        let ready = verify::LayerContainer::mount(&engine, &image, &layer)
+            .await
+            .expect("mount");
+        // The mounted directory is replaced: the container keeps seeing the old, empty one, as
+        // when a daemon in a VM mounts a path it does not share.
+        std::fs::rename(&layer, parent.path().join("old")).unwrap();
+        std::fs::create_dir(&layer).unwrap();
+        write(&layer, "python/late/__init__.py", "VALUE = 1\n");
+        write(&layer, "python/late-1.0.dist-info/top_level.txt", "late\n");
+        write(&layer, "python/late-1.0.dist-info/RECORD", "");
+        let (outcome, diagnostics) =
+            verify::import_smoke_test_in(&engine, &image, &layer, Some(ready))
+                .await
+                .unwrap();
+        assert_eq!(outcome.imported, ["late"]);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    });
+}

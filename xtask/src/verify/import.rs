@@ -284,9 +284,16 @@ pub async fn import_smoke_test_in(
     if modules.is_empty() {
         return Ok((ImportOutcome::default(), Vec::new()));
     }
-    let container = match ready {
-        Some(container) => container,
-        None => layer_container(engine, image, layer_dir).await?,
+    let mounted = match ready {
+        Some(container) => Some(container),
+        None => LayerContainer::mount(engine, image, layer_dir)
+            .await
+            .map(|mounted| mounted.container),
+    };
+    let container = match mounted {
+        Some(container) if sees_layer(engine, &container, layer_dir).await => container,
+        // A daemon in a VM that does not share the path mounts an empty directory.
+        _ => uploaded_layer_container(engine, image, layer_dir).await?,
     };
     let mut cmd = vec![
         "python3".to_string(),
@@ -347,10 +354,24 @@ pub async fn import_smoke_test_in(
     Ok((outcome, diagnostics))
 }
 
-/// A container of `image` with the layer at `/opt`: bind-mounted read-only when the daemon is
-/// local (no copy of a 100 MB tree), else uploaded as a tar (remote daemons, or a path the daemon
-/// cannot share, such as outside Docker Desktop's file sharing).
-async fn layer_container(
+/// Whether `/opt` in `container` shows the layer at `layer_dir` (one of its entries).
+async fn sees_layer(engine: &Engine, container: &BuildContainer, layer_dir: &Path) -> bool {
+    let Some(entry) = std::fs::read_dir(layer_dir)
+        .ok()
+        .and_then(|mut entries| entries.next())
+        .and_then(Result::ok)
+    else {
+        return false;
+    };
+    let probe = format!("/opt/{}", entry.file_name().to_string_lossy());
+    let cmd = ["test", "-e", probe.as_str()].map(str::to_string);
+    let code = engine.exec(container, &cmd, &[], Some("0"), None, |_| {});
+    matches!(code.await, Ok(0))
+}
+
+/// A container of `image` with a copy of the layer at `/opt`, uploaded as a tar: for remote
+/// daemons, and paths the daemon cannot share (outside Docker Desktop's file sharing, say).
+async fn uploaded_layer_container(
     engine: &Engine,
     image: &str,
     layer_dir: &Path,
@@ -360,9 +381,6 @@ async fn layer_container(
         working_dir: Some("/tmp".to_string()),
         ..Default::default()
     };
-    if let Some(mounted) = LayerContainer::mount(engine, image, layer_dir).await {
-        return Ok(mounted.container);
-    }
     let dir = layer_dir.to_path_buf();
     let tar = tokio::task::spawn_blocking(move || tar_of(&dir))
         .await
