@@ -585,3 +585,17 @@ fn running_out_of_space_in_memory_points_to_scratch_on_disk() {
     let log = String::from_utf8_lossy(&on_disk.stderr);
     assert!(!log.contains("hint: the source tree is in memory"), "{log}");
 }
+
+#[test]
+fn without_the_cache_a_cache_path_keeps_what_the_image_has_there() {
+    if support::block_on(support::require_docker()).is_none() {
+        return;
+    }
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - test -d /etc/ssl/certs && echo image-files=visible\n      - mkdir -p /root/.cache/fresh layer/python && touch layer/python/x.py\n      - ls -A /root/.cache/fresh | wc -l | sed 's/^/fresh-entries=/'\ncache:\n  paths:\n    - '/etc/ssl/**/*'\n    - '/root/.cache/fresh/**/*'\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
+    let dir = project(spec, &[]);
+    let output = build_layer(dir.path(), &["--no-cache"]);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("\nimage-files=visible\n"), "{log}");
+    assert!(log.contains("\nfresh-entries=0\n"), "{log}");
+}

@@ -573,3 +573,19 @@ fn files_move_in_and_out_of_an_in_memory_dir_through_tar() {
         assert_no_leftovers(&engine).await;
     });
 }
+
+#[test]
+fn paths_in_an_image_are_found_without_starting_it() {
+    support::block_on(async {
+        let Some((engine, image)) = docker_and_image().await else {
+            return;
+        };
+        let paths = strings(&["/usr/bin", "/etc/ssl", "/no/such/dir"]);
+        let found = engine
+            .paths_in_image(&image, &paths)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(found, [true, true, false]);
+        assert_no_leftovers(&engine).await;
+    });
+}

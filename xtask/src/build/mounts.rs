@@ -3,8 +3,9 @@
 //! where they land dominated the build time on the benchmark VM (uv installing the seed layer from
 //! its cache: 7.5 s in the image's copy-on-write layer, 2.1 s on a volume, 0.1 s in memory). So
 //! the source tree lives in memory (tmpfs) when the Docker machine has room, else on a volume of
-//! its own; `/tmp` is a volume, and so are the cache paths with `--no-cache` (fresh, gone with the
-//! container; a volume, unlike a tmpfs, starts with what the image has at that path).
+//! its own; `/tmp` is a volume. With `--no-cache` the cache paths are fresh and go with the
+//! container: in memory too, unless the image has files there (a tmpfs would hide them; a new
+//! volume starts with them).
 
 /// Where CodeBuild puts the sources; the build writes its outputs there too.
 pub const OUTPUT_ROOT: &str = "/codebuild/output";
@@ -31,11 +32,13 @@ pub fn memory_limit(docker_memory_bytes: Option<u64>) -> Option<u64> {
 }
 
 /// `cache_volumes` are the buildspec's cache paths (see [`super::cache::cache_volumes`]); without
-/// the cache they start empty and go with the container.
+/// the cache they start empty and go with the container. `in_image` tells whether the image has
+/// something at a path.
 pub fn plan(
     cache_volumes: Vec<(String, String)>,
     cache_enabled: bool,
     memory_limit: Option<u64>,
+    in_image: impl Fn(&str) -> bool,
 ) -> Mounts {
     let mut mounts = Mounts {
         scratch_dirs: vec!["/tmp".to_string()],
@@ -50,9 +53,11 @@ pub fn plan(
         return mounts;
     }
     for (_, dir) in cache_volumes {
-        // Inside an in-memory source tree it is fresh already.
-        if !(memory_limit.is_some() && is_under(&dir, OUTPUT_ROOT)) {
-            mounts.scratch_dirs.push(dir);
+        match memory_limit {
+            // Inside the in-memory source tree: fresh already.
+            Some(_) if is_under(&dir, OUTPUT_ROOT) => {}
+            Some(limit) if !in_image(&dir) => mounts.memory_dirs.push((dir, limit)),
+            _ => mounts.scratch_dirs.push(dir),
         }
     }
     mounts
@@ -86,7 +91,7 @@ mod tests {
 
     #[test]
     fn caches_persist_in_named_volumes_and_the_rest_goes_with_the_container() {
-        let mounts = plan(caches(), true, Some(1 << 30));
+        let mounts = plan(caches(), true, Some(1 << 30), |_| false);
         assert_eq!(mounts.volumes, caches());
         assert_eq!(mounts.scratch_dirs, ["/tmp"]);
         assert_eq!(
@@ -94,21 +99,29 @@ mod tests {
             [("/codebuild/output".to_string(), 1 << 30)]
         );
 
-        let on_disk = plan(caches(), true, None);
+        let on_disk = plan(caches(), true, None, |_| false);
         assert_eq!(on_disk.scratch_dirs, ["/tmp", "/codebuild/output"]);
         assert!(on_disk.memory_dirs.is_empty());
     }
 
     #[test]
     fn without_the_cache_the_cache_paths_are_throwaway() {
-        let mounts = plan(caches(), false, Some(1 << 30));
+        let mounts = plan(caches(), false, Some(1 << 30), |_| false);
         assert!(mounts.volumes.is_empty());
-        assert_eq!(mounts.scratch_dirs, ["/tmp", "/root/.cache/uv"]);
+        assert_eq!(mounts.scratch_dirs, ["/tmp"]);
         assert_eq!(
             mounts.memory_dirs,
-            [("/codebuild/output".to_string(), 1 << 30)]
+            [
+                ("/codebuild/output".to_string(), 1 << 30),
+                ("/root/.cache/uv".to_string(), 1 << 30)
+            ]
         );
-        let on_disk = plan(caches(), false, None);
+        // What the image has at a cache path stays visible: a new volume starts with it.
+        let kept = plan(caches(), false, Some(1 << 30), |dir| {
+            dir == "/root/.cache/uv"
+        });
+        assert_eq!(kept.scratch_dirs, ["/tmp", "/root/.cache/uv"]);
+        let on_disk = plan(caches(), false, None, |_| false);
         assert_eq!(
             on_disk.scratch_dirs,
             [

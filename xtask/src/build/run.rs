@@ -95,11 +95,23 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
         true => None,
         false => mounts::memory_limit(engine.memory_bytes().await),
     };
-    let mounts = mounts::plan(
-        cache::cache_volumes(&settings, &src_dir),
-        cache_enabled,
-        memory_limit,
-    );
+    let cache_volumes = cache::cache_volumes(&settings, &src_dir);
+    let in_image = match (cache_enabled, memory_limit) {
+        // Throwaway cache paths may go in memory: those the image has files in may not.
+        (false, Some(_)) => {
+            let dirs: Vec<String> = cache_volumes.iter().map(|(_, dir)| dir.clone()).collect();
+            let found = engine.paths_in_image(&settings.image, &dirs).await?;
+            dirs.into_iter()
+                .zip(found)
+                .filter(|(_, f)| *f)
+                .map(|(d, _)| d)
+                .collect()
+        }
+        _ => Vec::new(),
+    };
+    let mounts = mounts::plan(cache_volumes, cache_enabled, memory_limit, |dir| {
+        in_image.iter().any(|d| d == dir)
+    });
     for (dir, bytes) in &mounts.memory_dirs {
         log(
             json,

@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::query_parameters::{
-    DownloadFromContainerOptionsBuilder, UploadToContainerOptions, UploadToContainerOptionsBuilder,
+    ContainerArchiveInfoOptionsBuilder, DownloadFromContainerOptionsBuilder,
+    UploadToContainerOptions, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::build::exit_code;
-use super::{BuildContainer, Engine, Error, Result};
+use super::{remove_container, BuildContainer, Engine, Error, Result};
 
 /// An upload returns when the daemon has unpacked the whole tar, so it may take longer than the
 /// usual per-request timeout.
@@ -189,6 +190,31 @@ impl Engine {
 }
 
 impl Engine {
+    /// Which of `paths` exist in `image` (checked in a container that is created, never started,
+    /// and removed). A path the image has must not be hidden under an empty tmpfs.
+    pub async fn paths_in_image(&self, image: &str, paths: &[String]) -> Result<Vec<bool>> {
+        let body = bollard::models::ContainerCreateBody {
+            image: Some(image.to_string()),
+            labels: Some(self.labels(&[])),
+            ..Default::default()
+        };
+        let created = self.create_container(body, image).await?;
+        let mut guard = self.guard(&created.id);
+        let mut found = Vec::with_capacity(paths.len());
+        for path in paths {
+            let options = ContainerArchiveInfoOptionsBuilder::new().path(path).build();
+            let stat = self
+                .docker
+                .get_container_archive_info(&created.id, Some(options))
+                .await;
+            found.push(stat.is_ok());
+        }
+        if remove_container(&self.docker, &created.id).await.is_ok() {
+            guard.disarm();
+        }
+        Ok(found)
+    }
+
     /// [`Engine::download`] from an in-memory directory: the container's own `tar` writes the
     /// archive to stdout, named as the archive API names entries (`dir/.` gives the contents of
     /// `dir`, anything else is named after its last component). Chunks go to `sender`; a missing
