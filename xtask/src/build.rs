@@ -5,6 +5,7 @@
 //! parse + lint → settings → source → (no-op check) → container → driver → artifact → zip.
 
 mod cache;
+mod container;
 mod key;
 mod log;
 mod mounts;

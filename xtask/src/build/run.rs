@@ -1,6 +1,6 @@
-//! One build, start to finish: settings → source → no-op check → container → driver → artifact →
-//! zip → manifest. The container lives inside [`in_container`], so every way out of it (success,
-//! error, Ctrl-C) drops the container's guard and removes it.
+//! One build, start to finish: settings → source → no-op check → container (see [`super::container`])
+//! → artifact → verification and zip → manifest. Every way out of the container part (success,
+//! error, Ctrl-C) removes the container.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -9,10 +9,11 @@ use std::time::Instant;
 use anyhow::{bail, Context as _};
 
 use super::cache;
+use super::container::{await_removal, in_container, Run, CONTAINER_CA_FILE};
 use super::key::{self, KeyInputs};
-use super::log::{log, timestamp, OutputReader};
+use super::log::{log, timestamp};
 use super::mounts;
-use super::outputs::{self, Collected, InContainer};
+use super::outputs::{self, Collected};
 use super::secrets;
 use super::settings::{source_number, Settings};
 use super::source::Source;
@@ -20,15 +21,9 @@ use super::staging::Staging;
 use super::summary::Summary;
 use super::variables::{self, UserVariables, Variables};
 use super::BuildLayer;
-use crate::buildspec::PhaseName;
-use crate::engine::{BuildContainer, BuildContainerSpec, Engine};
+use crate::engine::{BuildContainerSpec, Engine};
 use crate::manifest::Manifest;
-use crate::plan::{self, PlanInputs};
 use crate::verify::{import_smoke_test_in, LayerContainer};
-
-/// Where the host's CA bundle is put in the container.
-const CONTAINER_CA_DIR: &str = "/tmp/xtask-host-ca";
-const CONTAINER_CA_FILE: &str = "/tmp/xtask-host-ca/ca-bundle.crt";
 
 pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
     let started = Instant::now();
@@ -309,54 +304,6 @@ async fn verify_layer(
     Ok(checks)
 }
 
-struct Run<'a> {
-    engine: &'a Engine,
-    settings: &'a Settings,
-    src_dir: &'a str,
-    json: bool,
-    secrets: &'a [String],
-    source_files: usize,
-}
-
-/// Everything that needs the container. Its removal starts on the way out, whatever happens; on
-/// success the returned handle reports how it went, on an error it has been awaited.
-/// The container is removed in the background (deleting a large source volume takes a while);
-/// the returned handle reports how that went.
-async fn in_container(
-    run: &Run<'_>,
-    spec: &BuildContainerSpec,
-    source_tar: Vec<u8>,
-    ca_bundle: Option<&Path>,
-    env: Variables,
-    staging: Staging,
-    started: tokio::sync::oneshot::Sender<()>,
-) -> anyhow::Result<(Summary, Option<Collected>, Removal)> {
-    let container = run.engine.create_build_container(spec).await?;
-    let _ = started.send(());
-    let result = drive(run, &container, source_tar, ca_bundle, env, staging).await;
-    let removal = container.remove_in_background();
-    match result {
-        Ok((summary, collected)) => Ok((summary, collected, removal)),
-        Err(e) => {
-            await_removal(removal, run.json).await;
-            Err(e)
-        }
-    }
-}
-
-type Removal = tokio::task::JoinHandle<crate::engine::Result<()>>;
-
-async fn await_removal(removal: Removal, json: bool) {
-    match removal.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => log(json, &format!("warning: {e}")),
-        Err(e) => log(
-            json,
-            &format!("warning: the container removal stopped: {e}"),
-        ),
-    }
-}
-
 /// Zips the layer tree while `verify` checks it: the zips do not depend on the verdict (a failed
 /// layer keeps its zip for inspection), and the import test mostly waits on Docker.
 async fn zip_and_verify(
@@ -378,177 +325,6 @@ async fn zip_and_verify(
             Err(e)
         }
     }
-}
-
-async fn drive(
-    run: &Run<'_>,
-    container: &BuildContainer,
-    source_tar: Vec<u8>,
-    ca_bundle: Option<&Path>,
-    env: Variables,
-    staging: Staging,
-) -> anyhow::Result<(Summary, Option<Collected>)> {
-    let json = run.json;
-    log(
-        json,
-        &format!("[Container] {} Entering phase DOWNLOAD_SOURCE", timestamp()),
-    );
-    log(
-        json,
-        &format!(
-            "[Container] {} Uploading the source ({} files) to {}",
-            timestamp(),
-            run.source_files,
-            run.src_dir
-        ),
-    );
-    // Independent round trips to the daemon, so at the same time.
-    let upload_source = async {
-        let uploaded = run.engine.upload(container, run.src_dir, source_tar).await;
-        uploaded.map_err(anyhow::Error::from)
-    };
-    let upload_ca = async {
-        let Some(bundle) = ca_bundle else {
-            return Ok(());
-        };
-        let tar = single_file_tar("ca-bundle.crt", bundle)?;
-        let uploaded = run.engine.upload(container, CONTAINER_CA_DIR, tar).await;
-        uploaded.map_err(anyhow::Error::from)
-    };
-    let (source, ca, runtime) = tokio::join!(
-        upload_source,
-        upload_ca,
-        check_runtime_versions(run, container)
-    );
-    source?;
-    ca?;
-    runtime?;
-
-    let interpreter = plan::interpreter(&run.settings.buildspec.shell())
-        .context("Windows shells (powershell.exe, cmd.exe) cannot run in a Linux build image")?;
-    let script = plan::driver_script(
-        &run.settings.buildspec,
-        &PlanInputs {
-            src_dir: run.src_dir.to_string(),
-            variables: env.0,
-        },
-    );
-    let cmd = [interpreter.to_string(), "-c".to_string(), script];
-    let user = run
-        .settings
-        .buildspec
-        .run_as
-        .as_ref()
-        .map(|u| u.value.as_str());
-    if let Some(user) = user {
-        // The source was unpacked as root; the run-as user builds in it.
-        let chown = [
-            "chown".to_string(),
-            "-R".to_string(),
-            user.to_string(),
-            run.src_dir.to_string(),
-        ];
-        let mut out = Vec::new();
-        let code = run
-            .engine
-            .exec(container, &chown, &[], None, None, |chunk| {
-                out.extend_from_slice(chunk)
-            })
-            .await?;
-        if code != 0 {
-            bail!(
-                "run-as {user}: cannot hand the source to that user: {}",
-                String::from_utf8_lossy(&out).trim()
-            );
-        }
-    }
-    let mut output = OutputReader::new(json, run.secrets);
-    let exit = run
-        .engine
-        .exec(container, &cmd, &[], user, Some(run.src_dir), |chunk| {
-            output.feed(chunk)
-        })
-        .await?;
-    output.flush();
-    let mut summary = output.summary;
-    summary.succeeded = output.build_succeeded == Some(true) && exit == 0;
-    if !summary.succeeded && output.saw_no_space && container.transfers_with_tar() {
-        log(
-            json,
-            "hint: the source tree is in memory and bounded; --scratch-on-disk puts it on a volume",
-        );
-    }
-    let at = InContainer {
-        engine: run.engine,
-        container,
-        src_dir: run.src_dir,
-    };
-    // Reports are copied whatever the outcome: a failed build is when they matter most.
-    let (reports, warnings) = outputs::collect_reports(&at, run.settings).await;
-    summary.reports = reports;
-    summary.warnings.extend(warnings);
-    if !summary.succeeded {
-        return Ok((summary, None));
-    }
-    log(
-        json,
-        &format!(
-            "[Container] {} Entering phase UPLOAD_ARTIFACTS",
-            timestamp()
-        ),
-    );
-    let collected = outputs::collect_artifacts(&at, run.settings, staging).await?;
-    Ok((summary, Some(collected)))
-}
-
-/// `runtime-versions` asks for a Python the SAM image cannot switch to: check it is the image's.
-async fn check_runtime_versions(run: &Run<'_>, container: &BuildContainer) -> anyhow::Result<()> {
-    let Some(install) = run.settings.buildspec.phase(PhaseName::Install) else {
-        return Ok(());
-    };
-    if install.runtime_versions.is_empty() {
-        return Ok(());
-    }
-    log(run.json, &format!("[Container] {} Skipping install of runtimes. Runtime version selection is not supported by this build image.", timestamp()));
-    let Some((_, wanted)) = install
-        .runtime_versions
-        .iter()
-        .find(|(name, _)| name.value == "python")
-    else {
-        return Ok(());
-    };
-    let exact = wanted.value.split('.').count() == 2
-        && wanted.value.split('.').all(|p| p.parse::<u32>().is_ok());
-    if !exact {
-        return Ok(());
-    }
-    let cmd = [
-        "sh".to_string(),
-        "-c".to_string(),
-        "python --version 2>&1 || python3 --version 2>&1".to_string(),
-    ];
-    let mut out = Vec::new();
-    run.engine
-        .exec(container, &cmd, &[], None, None, |chunk| {
-            out.extend_from_slice(chunk)
-        })
-        .await?;
-    let text = String::from_utf8_lossy(&out);
-    let found = text
-        .split_whitespace()
-        .nth(1)
-        .map(|v| v.split('.').take(2).collect::<Vec<_>>().join("."));
-    if found.as_deref() != Some(wanted.value.as_str()) {
-        bail!(
-            "runtime-versions asks for python {} but the image {} has {}: SAM build images cannot switch runtimes (CodeBuild's curated images would install it); use --image public.ecr.aws/sam/build-python{} or --runtime python{}",
-            wanted.value,
-            run.settings.image,
-            text.trim(),
-            wanted.value,
-            wanted.value
-        );
-    }
-    Ok(())
 }
 
 fn up_to_date_summary(settings: &Settings, manifest: &Manifest, started: Instant) -> Summary {
@@ -635,16 +411,6 @@ fn lock_out_dir(out_dir: &Path) -> anyhow::Result<std::fs::File> {
             Err(e).with_context(|| format!("cannot lock {}", path.display()))
         }
     }
-}
-
-fn single_file_tar(name: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
-    let content = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(content.len() as u64);
-    header.set_mode(0o644);
-    builder.append_data(&mut header, name, content.as_slice())?;
-    Ok(builder.into_inner()?)
 }
 
 /// Resolves with the shell's exit code for the first SIGINT (130) or SIGTERM (143).
