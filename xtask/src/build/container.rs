@@ -30,21 +30,29 @@ pub struct Run<'a> {
     pub source_files: usize,
 }
 
+/// What one build puts into its container, and where its artifacts go.
+pub struct Inputs<'a> {
+    /// The source tree as a tar.
+    pub source_tar: Vec<u8>,
+    /// The host's CA bundle, copied in when given.
+    pub ca_bundle: Option<&'a Path>,
+    /// The build's variables (CodeBuild's, the buildspec's, the user's).
+    pub env: Variables,
+    pub staging: Staging,
+}
+
 /// Everything that needs the container. Its removal starts on the way out, whatever happens, and
 /// runs in the background (deleting a large source tree takes a while): on success the returned
 /// handle reports how it went; on an error it has been awaited.
 pub async fn in_container(
     run: &Run<'_>,
     spec: &BuildContainerSpec,
-    source_tar: Vec<u8>,
-    ca_bundle: Option<&Path>,
-    env: Variables,
-    staging: Staging,
+    inputs: Inputs<'_>,
     started: tokio::sync::oneshot::Sender<()>,
 ) -> anyhow::Result<(Summary, Option<Collected>, Removal)> {
     let container = run.engine.create_build_container(spec).await?;
     let _ = started.send(());
-    let result = drive(run, &container, source_tar, ca_bundle, env, staging).await;
+    let result = drive(run, &container, inputs).await;
     let removal = container.remove_in_background();
     match result {
         Ok((summary, collected)) => Ok((summary, collected, removal)),
@@ -71,11 +79,14 @@ pub async fn await_removal(removal: Removal, json: bool) {
 async fn drive(
     run: &Run<'_>,
     container: &BuildContainer,
-    source_tar: Vec<u8>,
-    ca_bundle: Option<&Path>,
-    env: Variables,
-    staging: Staging,
+    inputs: Inputs<'_>,
 ) -> anyhow::Result<(Summary, Option<Collected>)> {
+    let Inputs {
+        source_tar,
+        ca_bundle,
+        env,
+        staging,
+    } = inputs;
     let json = run.json;
     log(
         json,

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context as _};
 
 use super::cache;
-use super::container::{await_removal, in_container, Run, CONTAINER_CA_FILE};
+use super::container::{await_removal, in_container, Inputs, Run, CONTAINER_CA_FILE};
 use super::key::{self, KeyInputs};
 use super::log::{log, timestamp};
 use super::mounts;
@@ -155,15 +155,13 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
                 _ => None,
             }
         };
-        let build = in_container(
-            &run,
-            &spec,
-            packed.tar,
-            ca_bundle.as_deref(),
+        let inputs = Inputs {
+            source_tar: packed.tar,
+            ca_bundle: ca_bundle.as_deref(),
             env,
             staging,
-            build_started,
-        );
+        };
+        let build = in_container(&run, &spec, inputs, build_started);
         let (import_container, built) = tokio::join!(import_container, build);
         let (mut summary, collected, removal) = built?;
         let finished = match collected.filter(|_| summary.succeeded) {
