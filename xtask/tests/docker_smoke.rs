@@ -6,21 +6,12 @@ mod support;
 
 use std::time::Duration;
 
-use xtask::engine::{Engine, Error};
-
-/// The daemon and the build image, or `None` when the test is skipped.
-async fn docker_and_image() -> Option<(Engine, String)> {
-    let engine = support::require_docker().await?;
-    let image = support::standin_image();
-    support::require_image(&engine, &image)
-        .await
-        .then_some((engine, image))
-}
+use xtask::engine::Error;
 
 #[test]
 fn the_build_image_runs_python_3_9() {
     support::block_on(async {
-        let Some((engine, image)) = docker_and_image().await else {
+        let Some((engine, image)) = support::docker_and_image().await else {
             return;
         };
         let output = engine
@@ -38,7 +29,7 @@ fn the_build_image_runs_python_3_9() {
 #[test]
 fn stdout_and_stderr_are_kept_apart() {
     support::block_on(async {
-        let Some((engine, image)) = docker_and_image().await else {
+        let Some((engine, image)) = support::docker_and_image().await else {
             return;
         };
         let script = "echo to-stdout; echo to-stderr >&2";
@@ -55,7 +46,7 @@ fn stdout_and_stderr_are_kept_apart() {
 #[test]
 fn a_failing_command_reports_its_exit_code_and_leaves_no_container() {
     support::block_on(async {
-        let Some((engine, image)) = docker_and_image().await else {
+        let Some((engine, image)) = support::docker_and_image().await else {
             return;
         };
         let output = engine
@@ -78,7 +69,7 @@ fn a_failing_command_reports_its_exit_code_and_leaves_no_container() {
 #[test]
 fn a_cancelled_run_still_removes_its_container() {
     support::block_on(async {
-        let Some((engine, image)) = docker_and_image().await else {
+        let Some((engine, image)) = support::docker_and_image().await else {
             return;
         };
         // Drop the run while `sleep` runs, as a Ctrl-C or an outer timeout would.

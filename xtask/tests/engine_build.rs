@@ -11,15 +11,6 @@ use std::io::Read;
 
 use xtask::engine::{BuildContainer, BuildContainerSpec, Engine, Error};
 
-/// The daemon and the build image, or `None` when the test is skipped.
-async fn docker_and_image() -> Option<(Engine, String)> {
-    let engine = support::require_docker().await?;
-    let image = support::standin_image();
-    support::require_image(&engine, &image)
-        .await
-        .then_some((engine, image))
-}
-
 fn strings(words: &[&str]) -> Vec<String> {
     words.iter().map(|word| word.to_string()).collect()
 }
@@ -90,7 +81,7 @@ async fn assert_no_leftovers(engine: &Engine) {
 #[test]
 fn uploaded_sources_are_run_with_streamed_output_and_exit_code() {
     support::block_on(async {
-        let Some((engine, image)) = docker_and_image().await else {
+        let Some((engine, image)) = support::docker_and_image().await else {
             return;
         };
         let container = build_container(&engine, &image).await;
@@ -142,7 +133,7 @@ fn uploaded_sources_are_run_with_streamed_output_and_exit_code() {
 #[test]
 fn commands_run_as_another_user_in_another_directory() {
     support::block_on(async {
-        let Some((engine, image)) = docker_and_image().await else {
+        let Some((engine, image)) = support::docker_and_image().await else {
             return;
         };
         let container = build_container(&engine, &image).await;
@@ -171,7 +162,7 @@ fn commands_run_as_another_user_in_another_directory() {
 #[test]
 fn a_directory_is_downloaded_as_a_streamed_tar() {
     support::block_on(async {
-        let Some((engine, image)) = docker_and_image().await else {
+        let Some((engine, image)) = support::docker_and_image().await else {
             return;
         };
         let container = build_container(&engine, &image).await;
@@ -239,7 +230,7 @@ fn a_directory_is_downloaded_as_a_streamed_tar() {
 #[test]
 fn a_named_volume_keeps_files_between_containers() {
     support::block_on(async {
-        let Some((engine, image)) = docker_and_image().await else {
+        let Some((engine, image)) = support::docker_and_image().await else {
             return;
         };
         let volume = format!("xtask-test-cache-{}", uuid::Uuid::new_v4());
@@ -286,7 +277,7 @@ fn a_named_volume_keeps_files_between_containers() {
 #[test]
 fn the_docker_socket_is_never_mounted() {
     support::block_on(async {
-        let Some((engine, image)) = docker_and_image().await else {
+        let Some((engine, image)) = support::docker_and_image().await else {
             return;
         };
         let spec = BuildContainerSpec {
@@ -334,7 +325,7 @@ fn a_failed_pull_names_the_offline_stand_in() {
 #[test]
 fn session_containers_are_removed_in_one_call() {
     support::block_on(async {
-        let Some((engine, image)) = docker_and_image().await else {
+        let Some((engine, image)) = support::docker_and_image().await else {
             return;
         };
         let first = build_container(&engine, &image).await;
@@ -354,7 +345,7 @@ fn session_containers_are_removed_in_one_call() {
 #[test]
 fn scratch_dirs_are_volumes_of_their_own_removed_with_the_container() {
     support::block_on(async {
-        let Some((engine, image)) = docker_and_image().await else {
+        let Some((engine, image)) = support::docker_and_image().await else {
             return;
         };
         let spec = BuildContainerSpec {
@@ -475,7 +466,7 @@ async fn download_entries(
 #[test]
 fn files_move_in_and_out_of_an_in_memory_dir_through_tar() {
     support::block_on(async {
-        let Some((engine, image)) = docker_and_image().await else {
+        let Some((engine, image)) = support::docker_and_image().await else {
             return;
         };
         let spec = BuildContainerSpec {
@@ -577,7 +568,7 @@ fn files_move_in_and_out_of_an_in_memory_dir_through_tar() {
 #[test]
 fn paths_in_an_image_are_found_without_starting_it() {
     support::block_on(async {
-        let Some((engine, image)) = docker_and_image().await else {
+        let Some((engine, image)) = support::docker_and_image().await else {
             return;
         };
         let paths = strings(&["/usr/bin", "/etc/ssl", "/no/such/dir"]);

@@ -395,22 +395,13 @@ fn verify_layer_checks_a_zip_and_exits_1_on_errors() {
     assert_eq!(good.status.code(), Some(0), "{good:?}");
 }
 
-/// The daemon and the stand-in image, or `None` when the test is skipped.
-async fn docker_and_image() -> Option<(xtask::engine::Engine, String)> {
-    let engine = support::require_docker().await?;
-    let image = support::standin_image();
-    support::require_image(&engine, &image)
-        .await
-        .then_some((engine, image))
-}
-
 /// The import smoke test in the stand-in image: a module that raises fails with its message, one
 /// that needs a package only the image has fails (the image's site-packages are not visible), and
 /// a clean one imports.
 #[test]
 fn broken_imports_are_reported_from_the_build_image() {
     support::block_on(async {
-        let Some((engine, image)) = docker_and_image().await else {
+        let Some((engine, image)) = support::docker_and_image().await else {
             return;
         };
         let layer = tempfile::tempdir().unwrap();
@@ -475,7 +466,7 @@ fn broken_imports_are_reported_from_the_build_image() {
 #[test]
 fn a_container_mounted_before_the_layer_exists_sees_it() {
     support::block_on(async {
-        let Some((engine, image)) = docker_and_image().await else {
+        let Some((engine, image)) = support::docker_and_image().await else {
             return;
         };
         let layer = tempfile::tempdir().unwrap();
@@ -513,7 +504,7 @@ fn a_container_mounted_before_the_layer_exists_sees_it() {
 #[test]
 fn a_mount_that_shows_nothing_falls_back_to_a_copy() {
     support::block_on(async {
-        let Some((engine, image)) = docker_and_image().await else {
+        let Some((engine, image)) = support::docker_and_image().await else {
             return;
         };
         let parent = tempfile::tempdir().unwrap();

@@ -101,7 +101,7 @@ pub async fn collect_artifacts(
         .await?;
     let mut secondary = Vec::new();
     for (id, secondary_spec) in &spec.secondary {
-        let dest = staging.path().join("secondary").join(&id.value);
+        let dest = staging.secondary(&id.value);
         at.download(
             base(secondary_spec).as_deref(),
             selection(secondary_spec)?,
@@ -227,13 +227,13 @@ pub struct Finish<'a> {
 impl Finish<'_> {
     /// What [`ZipJob::run`] writes for `tree` (the layer) and the staged secondary trees.
     pub fn zip_job(&self, tree: &Path, collected: &Collected) -> anyhow::Result<ZipJob> {
-        let staging = collected.staging.path();
+        let staging = &collected.staging;
         let secondary = collected
             .secondary
             .iter()
             .map(|id| {
                 let path = self.settings.out_dir.join(format!("{id}.zip"));
-                (id.clone(), staging.join("secondary").join(id), path)
+                (id.clone(), staging.secondary(id), path)
             })
             .collect();
         Ok(ZipJob {

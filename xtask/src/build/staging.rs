@@ -46,6 +46,11 @@ impl Staging {
     pub fn primary(&self) -> PathBuf {
         self.path().join("primary")
     }
+
+    /// Where the tree of the secondary artifact `id` goes.
+    pub fn secondary(&self, id: &str) -> PathBuf {
+        self.path().join("secondary").join(id)
+    }
 }
 
 fn in_memory() -> Option<tempfile::TempDir> {

@@ -60,6 +60,15 @@ pub async fn require_image(engine: &Engine, image: &str) -> bool {
     }
 }
 
+/// The daemon and the build image, or `None` when the test is skipped.
+pub async fn docker_and_image() -> Option<(Engine, String)> {
+    let engine = require_docker().await?;
+    let image = standin_image();
+    require_image(&engine, &image)
+        .await
+        .then_some((engine, image))
+}
+
 /// The moto server's URL from `AWS_ENDPOINT_URL`, or `None` (after a `SKIPPED:` line) outside CI.
 ///
 /// Panics, in CI or not, when the endpoint is not on this machine: the tests never talk to AWS.
