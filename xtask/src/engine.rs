@@ -7,28 +7,27 @@
 //! error, a panic, a cancelled future), by a guard's `Drop`. A Ctrl-C ends the process without
 //! running `Drop`: a signal handler calls [`Engine::remove_session_containers`] instead.
 //!
-//! Parts: `build` (pull, the long-lived build container, exec, cache volumes) and `transfer` (tar
-//! upload, streaming tar download).
+//! Parts: `image` (inspect, pull), `container` (long-lived work containers and volumes), `exec`
+//! (commands in them) and `transfer` (tar upload, streaming tar download).
 
-mod build;
+mod container;
 mod error;
+mod exec;
+mod image;
 mod transfer;
 
-pub use build::{BuildContainer, BuildContainerSpec, PullProgress};
-pub use error::Error;
+pub use container::{ContainerSpec, WorkContainer};
+pub use error::{Cause, Error};
+pub use exec::{Exec, Output, Stream, OUTPUT_LIMIT};
+pub use image::PullProgress;
 pub use transfer::TarReader;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bollard::container::LogOutput;
-use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{
-    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-};
+use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::{ClientVersion, Docker};
-use futures_util::StreamExt;
 
 /// The label put on every container this module creates (with the value `1`).
 pub const LABEL: &str = "xtask.layer-tools";
@@ -57,16 +56,6 @@ pub struct Engine {
     session: String,
 }
 
-/// What a finished container left behind.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunOutput {
-    /// The container's id (it has been removed by the time this is returned).
-    pub container_id: String,
-    pub exit_code: i64,
-    pub stdout: String,
-    pub stderr: String,
-}
-
 impl Engine {
     /// Connects to the daemon named by `DOCKER_HOST` (unix socket or tcp; the platform default when
     /// unset), checks that it answers, and lowers the API version to what the daemon speaks.
@@ -77,10 +66,10 @@ impl Engine {
         let host = docker_host
             .clone()
             .unwrap_or_else(|| DEFAULT_DOCKER_HOST.to_string());
-        let connect_error = |cause| Error::Connect {
+        let connect_error = |cause: bollard::errors::Error| Error::Connect {
             host: host.clone(),
             docker_host: docker_host.clone(),
-            cause,
+            cause: cause.into(),
         };
 
         let docker = Docker::connect_with_host(&host)
@@ -117,72 +106,6 @@ impl Engine {
         format!("{}.{}", version.major_version, version.minor_version)
     }
 
-    /// Whether `image` (a name, a tag or an id) is present locally.
-    pub async fn image_exists(&self, image: &str) -> Result<bool> {
-        Ok(self.image_id(image).await?.is_some())
-    }
-
-    /// The local image id of `image` (`sha256:…`), or `None` when it is not present.
-    pub async fn image_id(&self, image: &str) -> Result<Option<String>> {
-        match self.docker.inspect_image(image).await {
-            Ok(inspect) => Ok(Some(inspect.id.unwrap_or_default())),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(None),
-            Err(cause) => Err(Error::InspectImage {
-                image: image.to_string(),
-                cause,
-            }),
-        }
-    }
-
-    /// Runs `cmd` in a new container of `image` to completion and returns its exit code and output.
-    ///
-    /// The container is removed afterwards whatever happens; a non-zero exit is an exit code here,
-    /// not an error.
-    pub async fn run(&self, image: &str, cmd: &[&str]) -> Result<RunOutput> {
-        let body = ContainerCreateBody {
-            image: Some(image.to_string()),
-            cmd: Some(cmd.iter().map(|arg| arg.to_string()).collect()),
-            labels: Some(self.labels(&[])),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            tty: Some(false),
-            ..Default::default()
-        };
-        let created = self.create_container(body, image).await?;
-        let mut guard = self.guard(&created.id);
-
-        let outcome = self.start_and_collect(&created.id).await;
-        if let Err(error) = self.remove(&created.id).await {
-            eprintln!(
-                "warning: {error} (find leftovers with `docker ps -a --filter label={LABEL}=1`)"
-            );
-        }
-        guard.disarm();
-        outcome
-    }
-
-    /// Creates a container, turning the daemon's 404 into [`Error::NoSuchImage`].
-    async fn create_container(
-        &self,
-        body: ContainerCreateBody,
-        image: &str,
-    ) -> Result<bollard::models::ContainerCreateResponse> {
-        match self.docker.create_container(None, body).await {
-            Ok(created) => Ok(created),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Err(Error::NoSuchImage {
-                image: image.to_string(),
-            }),
-            Err(cause) => Err(Error::Create {
-                image: image.to_string(),
-                cause,
-            }),
-        }
-    }
-
     /// Ids of the containers (running or not) this engine created that still exist; empty unless
     /// a run is in progress or a clean-up failed.
     pub async fn session_containers(&self) -> Result<Vec<String>> {
@@ -202,7 +125,9 @@ impl Engine {
             .docker
             .list_containers(Some(options))
             .await
-            .map_err(|cause| Error::List { cause })?;
+            .map_err(|cause| Error::List {
+                cause: cause.into(),
+            })?;
         Ok(containers
             .into_iter()
             .filter_map(|container| container.id)
@@ -252,68 +177,6 @@ impl Engine {
     pub async fn remove(&self, container: &str) -> Result<()> {
         remove_container(&self.docker, container).await
     }
-
-    async fn start_and_collect(&self, id: &str) -> Result<RunOutput> {
-        let container = || id.to_string();
-        self.docker
-            .start_container(id, None)
-            .await
-            .map_err(|cause| Error::Start {
-                container: container(),
-                cause,
-            })?;
-
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        let options = LogsOptionsBuilder::new()
-            .follow(true)
-            .stdout(true)
-            .stderr(true)
-            .build();
-        let mut logs = self.docker.logs(id, Some(options));
-        while let Some(chunk) = logs.next().await {
-            match chunk.map_err(|cause| Error::Logs {
-                container: container(),
-                cause,
-            })? {
-                LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
-                LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                    stdout.extend_from_slice(&message)
-                }
-                LogOutput::StdIn { .. } => {}
-            }
-        }
-
-        let mut exit_code = None;
-        let mut waits = self.docker.wait_container(id, None);
-        while let Some(status) = waits.next().await {
-            match status {
-                Ok(response) => exit_code = Some(response.status_code),
-                // bollard turns a non-zero exit into an error value; it is an exit code here.
-                Err(bollard::errors::Error::DockerContainerWaitError { code, .. }) => {
-                    exit_code = Some(code)
-                }
-                Err(cause) => {
-                    return Err(Error::Wait {
-                        container: container(),
-                        cause,
-                    })
-                }
-            }
-        }
-        let exit_code = exit_code.ok_or_else(|| Error::Wait {
-            container: container(),
-            cause: bollard::errors::Error::DockerStreamError {
-                error: "the daemon closed the wait stream without an exit code".to_string(),
-            },
-        })?;
-
-        Ok(RunOutput {
-            container_id: id.to_string(),
-            exit_code,
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        })
-    }
 }
 
 async fn remove_container(docker: &Docker, container: &str) -> Result<()> {
@@ -330,7 +193,7 @@ async fn remove_container(docker: &Docker, container: &str) -> Result<()> {
         }) => Ok(()),
         Err(cause) => Err(Error::Remove {
             container: container.to_string(),
-            cause,
+            cause: cause.into(),
         }),
     }
 }
@@ -364,7 +227,7 @@ impl Drop for ContainerGuard {
                     let docker = connect_with_version(&host, &version)
                         .map_err(|cause| Error::Remove {
                             container: id.clone(),
-                            cause,
+                            cause: cause.into(),
                         })?
                         .with_timeout(REQUEST_TIMEOUT);
                     remove_container(&docker, &id).await
@@ -429,20 +292,11 @@ fn max_api_version(error: &bollard::errors::Error) -> Option<ClientVersion> {
     })
 }
 
-/// A bollard error and its causes on one line ("client error (Connect): No such file or directory").
-fn describe(error: &bollard::errors::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    // One line for the user, whatever the daemon put in its message.
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
+/// `NAME=value` strings, as the API wants them.
+fn env_list(env: &[(String, String)]) -> Vec<String> {
+    env.iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect()
 }
 
 /// The 12-character short form of a container id, as `docker ps` shows it.
@@ -479,5 +333,11 @@ mod tests {
     fn ids_are_shortened_like_docker_ps_does() {
         assert_eq!(short("0123456789abcdef0123"), "0123456789ab");
         assert_eq!(short("abc"), "abc");
+    }
+
+    #[test]
+    fn environment_pairs_become_name_equals_value() {
+        let env = vec![("A".to_string(), "1=2".to_string())];
+        assert_eq!(env_list(&env), vec!["A=1=2".to_string()]);
     }
 }

@@ -13,7 +13,7 @@ use super::staging::Staging;
 use super::summary::Summary;
 use super::variables::Variables;
 use crate::buildspec::PhaseName;
-use crate::engine::{BuildContainer, BuildContainerSpec, Engine};
+use crate::engine::{ContainerSpec, Engine, Exec, WorkContainer};
 use crate::plan::{self, PlanInputs};
 
 /// Where the host's CA bundle is put in the container.
@@ -46,11 +46,11 @@ pub struct Inputs<'a> {
 /// handle reports how it went; on an error it has been awaited.
 pub async fn in_container(
     run: &Run<'_>,
-    spec: &BuildContainerSpec,
+    spec: &ContainerSpec,
     inputs: Inputs<'_>,
     started: tokio::sync::oneshot::Sender<()>,
 ) -> anyhow::Result<(Summary, Option<Collected>, Removal)> {
-    let container = run.engine.create_build_container(spec).await?;
+    let container = run.engine.start_work_container(spec).await?;
     let _ = started.send(());
     let result = drive(run, &container, inputs).await;
     let removal = container.remove_in_background();
@@ -78,7 +78,7 @@ pub async fn await_removal(removal: Removal, json: bool) {
 
 async fn drive(
     run: &Run<'_>,
-    container: &BuildContainer,
+    container: &WorkContainer,
     inputs: Inputs<'_>,
 ) -> anyhow::Result<(Summary, Option<Collected>)> {
     let Inputs {
@@ -132,7 +132,7 @@ async fn drive(
             variables: env.0,
         },
     );
-    let cmd = [interpreter.to_string(), "-c".to_string(), script];
+    let driver = Exec::new([interpreter, "-c", script.as_str()]).working_dir(run.src_dir);
     let user = run
         .settings
         .buildspec
@@ -141,32 +141,20 @@ async fn drive(
         .map(|u| u.value.as_str());
     if let Some(user) = user {
         // The source was unpacked as root; the run-as user builds in it.
-        let chown = [
-            "chown".to_string(),
-            "-R".to_string(),
-            user.to_string(),
-            run.src_dir.to_string(),
-        ];
-        let mut out = Vec::new();
-        let code = run
-            .engine
-            .exec(container, &chown, &[], None, None, |chunk| {
-                out.extend_from_slice(chunk)
-            })
-            .await?;
-        if code != 0 {
-            bail!(
-                "run-as {user}: cannot hand the source to that user: {}",
-                String::from_utf8_lossy(&out).trim()
-            );
-        }
+        let chown = Exec::new(["chown", "-R", user, run.src_dir]).root();
+        run.engine
+            .exec_checked(container, &chown)
+            .await
+            .with_context(|| format!("run-as {user}: cannot hand the source to that user"))?;
     }
+    let driver = match user {
+        Some(user) => driver.user(user),
+        None => driver,
+    };
     let mut output = OutputReader::new(json, run.secrets);
     let exit = run
         .engine
-        .exec(container, &cmd, &[], user, Some(run.src_dir), |chunk| {
-            output.feed(chunk)
-        })
+        .exec(container, &driver, |_, chunk| output.feed(chunk))
         .await?;
     output.flush();
     let mut summary = output.summary;
@@ -201,7 +189,7 @@ async fn drive(
 }
 
 /// `runtime-versions` asks for a Python the SAM image cannot switch to: check it is the image's.
-async fn check_runtime_versions(run: &Run<'_>, container: &BuildContainer) -> anyhow::Result<()> {
+async fn check_runtime_versions(run: &Run<'_>, container: &WorkContainer) -> anyhow::Result<()> {
     let Some(install) = run.settings.buildspec.phase(PhaseName::Install) else {
         return Ok(());
     };
@@ -221,18 +209,8 @@ async fn check_runtime_versions(run: &Run<'_>, container: &BuildContainer) -> an
     if !exact {
         return Ok(());
     }
-    let cmd = [
-        "sh".to_string(),
-        "-c".to_string(),
-        "python --version 2>&1 || python3 --version 2>&1".to_string(),
-    ];
-    let mut out = Vec::new();
-    run.engine
-        .exec(container, &cmd, &[], None, None, |chunk| {
-            out.extend_from_slice(chunk)
-        })
-        .await?;
-    let text = String::from_utf8_lossy(&out);
+    let version = Exec::sh("python --version 2>&1 || python3 --version 2>&1", &[]);
+    let text = run.engine.exec_output(container, &version).await?.text();
     let found = text
         .split_whitespace()
         .nth(1)

@@ -12,7 +12,7 @@ pub const OUTPUT_ROOT: &str = "/codebuild/output";
 /// Below this much memory on the Docker machine nothing is kept in memory.
 const MIN_MEMORY_FOR_TMPFS: u64 = 4 << 30;
 
-/// The container's storage, for [`crate::engine::BuildContainerSpec`].
+/// The container's storage, for [`crate::engine::ContainerSpec`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Mounts {
     /// Named volumes that persist between builds, `(volume, container path)`.

@@ -11,7 +11,7 @@ use super::summary::Summary;
 use crate::artifacts::{self, ExtractSummary, Selection, ZipSummary};
 use crate::buildspec::ArtifactSpec;
 use crate::diagnostic::Diagnostic;
-use crate::engine::{BuildContainer, Engine};
+use crate::engine::{Engine, WorkContainer};
 use crate::manifest::{Manifest, Verification, MANIFEST_VERSION};
 
 /// Lambda's limit for a function plus all its layers, unzipped.
@@ -24,7 +24,7 @@ const BIGGEST_PACKAGES: usize = 10;
 /// The container side of a download: which container, and where the source is in it.
 pub struct InContainer<'a> {
     pub engine: &'a Engine,
-    pub container: &'a BuildContainer,
+    pub container: &'a WorkContainer,
     pub src_dir: &'a str,
 }
 

@@ -21,7 +21,7 @@ use super::staging::Staging;
 use super::summary::Summary;
 use super::variables::{self, UserVariables, Variables};
 use super::BuildLayer;
-use crate::engine::{BuildContainerSpec, Engine};
+use crate::engine::{ContainerSpec, Engine};
 use crate::manifest::Manifest;
 use crate::verify::{import_smoke_test_in, LayerContainer};
 
@@ -116,7 +116,7 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
             ),
         );
     }
-    let spec = BuildContainerSpec {
+    let spec = ContainerSpec {
         image: settings.image.clone(),
         env: container_env.0.clone(),
         working_dir: Some(src_dir.clone()),

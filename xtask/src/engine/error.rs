@@ -1,9 +1,72 @@
 //! [`Error`]: one variant per operation of the Docker facade, each a one-line message that says
-//! what failed, on which object, why, and what to do about it.
+//! what failed, on which object, why ([`Cause`]), and what to do about it.
 
 use std::fmt;
 
-use super::{describe, short};
+use super::short;
+
+/// Why an operation failed: the daemon said so, a command in the container failed, or something
+/// else that is said in words. Nothing here is invented: a failed `tar` is an exit status, not an
+/// HTTP error.
+#[derive(Debug)]
+pub enum Cause {
+    /// The daemon refused the request, or the connection to it broke.
+    Daemon(bollard::errors::Error),
+    /// `command` in the container exited with `code`; `output` is the end of what it printed.
+    Exit {
+        command: String,
+        code: i64,
+        output: String,
+    },
+    /// Anything else.
+    Message(String),
+}
+
+impl Cause {
+    pub fn message(text: impl Into<String>) -> Cause {
+        Cause::Message(text.into())
+    }
+
+    /// The daemon's HTTP status, when the daemon answered with one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Cause::Daemon(bollard::errors::Error::DockerResponseServerError {
+                status_code,
+                ..
+            }) => Some(*status_code),
+            _ => None,
+        }
+    }
+}
+
+impl From<bollard::errors::Error> for Cause {
+    fn from(error: bollard::errors::Error) -> Cause {
+        Cause::Daemon(error)
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Daemon(error) => f.write_str(&describe(error)),
+            Cause::Exit {
+                command,
+                code,
+                output,
+            } if output.trim().is_empty() => write!(f, "`{command}` exited with status {code}"),
+            Cause::Exit {
+                command,
+                code,
+                output,
+            } => write!(
+                f,
+                "`{command}` exited with status {code}: {}",
+                one_line(output)
+            ),
+            Cause::Message(text) => f.write_str(&one_line(text)),
+        }
+    }
+}
 
 /// One variant per operation: the message says what failed, on which object, and why.
 ///
@@ -13,71 +76,71 @@ pub enum Error {
     Connect {
         host: String,
         docker_host: Option<String>,
-        cause: bollard::errors::Error,
+        cause: Cause,
     },
     InspectImage {
         image: String,
-        cause: bollard::errors::Error,
+        cause: Cause,
     },
     NoSuchImage {
         image: String,
     },
     Create {
         image: String,
-        cause: bollard::errors::Error,
+        cause: Cause,
     },
     Start {
         container: String,
-        cause: bollard::errors::Error,
-    },
-    Logs {
-        container: String,
-        cause: bollard::errors::Error,
-    },
-    Wait {
-        container: String,
-        cause: bollard::errors::Error,
+        cause: Cause,
     },
     Remove {
         container: String,
-        cause: bollard::errors::Error,
+        cause: Cause,
     },
     List {
-        cause: bollard::errors::Error,
+        cause: Cause,
     },
     Pull {
         image: String,
-        cause: bollard::errors::Error,
+        cause: Cause,
     },
-    /// A host path that must never be mounted into a build container (the Docker socket).
+    /// A host path that must never be mounted into a container (the Docker socket).
     RefusedMount {
         host_path: String,
     },
+    /// A command could not be run, or (for the checked forms) ran and failed.
     Exec {
         container: String,
-        cause: bollard::errors::Error,
+        command: String,
+        cause: Cause,
     },
     Upload {
         container: String,
         dest_dir: String,
-        cause: bollard::errors::Error,
+        cause: Cause,
     },
     Download {
         container: String,
         path: String,
-        cause: bollard::errors::Error,
+        cause: Cause,
     },
     NoSuchPath {
         container: String,
         path: String,
     },
+    /// The image lacks a program a transfer needs (`tar` for in-memory directories).
+    MissingTool {
+        container: String,
+        tool: &'static str,
+        hint: &'static str,
+    },
     CreateVolume {
         volume: String,
-        cause: bollard::errors::Error,
+        cause: Cause,
     },
     RemoveVolume {
         volume: String,
-        cause: bollard::errors::Error,
+        cause: Cause,
     },
 }
 
@@ -86,72 +149,125 @@ impl fmt::Display for Error {
         match self {
             Error::Connect { host, docker_host, cause } => write!(
                 f,
-                "cannot reach the Docker daemon at {host}: {} — is dockerd running? (DOCKER_HOST={})",
-                describe(cause),
+                "cannot reach the Docker daemon at {host}: {cause} — is dockerd running? (DOCKER_HOST={})",
                 docker_host.as_deref().unwrap_or("unset"),
             ),
             Error::InspectImage { image, cause } => {
-                write!(f, "failed to inspect image {image}: {}", describe(cause))
+                write!(f, "failed to inspect image {image}: {cause}")
             }
             Error::NoSuchImage { image } => write!(
                 f,
                 "image {image} is not present locally: pull it, or build the offline stand-in with scripts/standin-image.sh"
             ),
             Error::Create { image, cause } => {
-                write!(f, "failed to create a container from {image}: {}", describe(cause))
+                write!(f, "failed to create a container from {image}: {cause}")
             }
             Error::Start { container, cause } => {
-                write!(f, "failed to start container {}: {}", short(container), describe(cause))
-            }
-            Error::Logs { container, cause } => {
-                write!(f, "failed to read the output of container {}: {}", short(container), describe(cause))
-            }
-            Error::Wait { container, cause } => {
-                write!(f, "failed to wait for container {}: {}", short(container), describe(cause))
+                write!(f, "failed to start container {}: {cause}", short(container))
             }
             Error::Remove { container, cause } => {
-                write!(f, "failed to remove container {}: {}", short(container), describe(cause))
+                write!(f, "failed to remove container {}: {cause}", short(container))
             }
-            Error::List { cause } => write!(f, "failed to list containers: {}", describe(cause)),
+            Error::List { cause } => write!(f, "failed to list containers: {cause}"),
             Error::Pull { image, cause } => write!(
                 f,
-                "cannot pull image {image}: {} — without a reachable registry, build the offline stand-in with `bash scripts/standin-image.sh` and set LAYER_BUILD_IMAGE to it",
-                describe(cause)
+                "cannot pull image {image}: {cause} — without a reachable registry, build the offline stand-in with `bash scripts/standin-image.sh` and set LAYER_BUILD_IMAGE to it"
             ),
             Error::RefusedMount { host_path } => write!(
                 f,
-                "refusing to mount {host_path} into a build container: builds never get the Docker socket"
+                "refusing to mount {host_path} into a container: builds never get the Docker socket"
             ),
-            Error::Exec { container, cause } => {
-                write!(f, "failed to run a command in container {}: {}", short(container), describe(cause))
+            Error::Exec { container, cause: cause @ Cause::Exit { .. }, .. } => {
+                write!(f, "in container {}: {cause}", short(container))
             }
+            Error::Exec { container, command, cause } => write!(
+                f,
+                "`{command}` in container {} failed: {cause}",
+                short(container)
+            ),
             Error::Upload { container, dest_dir, cause } => write!(
                 f,
-                "failed to upload files to {dest_dir} in container {}: {}",
-                short(container),
-                describe(cause)
+                "failed to upload files to {dest_dir} in container {}: {cause}",
+                short(container)
             ),
             Error::Download { container, path, cause } => write!(
                 f,
-                "failed to download {path} from container {}: {}",
-                short(container),
-                describe(cause)
+                "failed to download {path} from container {}: {cause}",
+                short(container)
             ),
             Error::NoSuchPath { container, path } => write!(
                 f,
                 "{path} does not exist in container {}: check the artifact paths in buildspec.yml",
                 short(container)
             ),
+            Error::MissingTool { container, tool, hint } => write!(
+                f,
+                "the image of container {} has no `{tool}`: {hint}",
+                short(container)
+            ),
             Error::CreateVolume { volume, cause } => {
-                write!(f, "failed to create volume {volume}: {}", describe(cause))
+                write!(f, "failed to create volume {volume}: {cause}")
             }
             Error::RemoveVolume { volume, cause } => write!(
                 f,
-                "failed to remove volume {volume}: {} (is a container still using it? `docker volume rm {volume}`)",
-                describe(cause)
+                "failed to remove volume {volume}: {cause} (is a container still using it? `docker volume rm {volume}`)"
             ),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+/// A bollard error and its causes on one line ("client error (Connect): No such file or directory").
+fn describe(error: &bollard::errors::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    one_line(&message)
+}
+
+/// One line for the user, whatever a daemon or a command put in its message (at most 400
+/// characters, the end kept: that is where the error usually is).
+fn one_line(text: &str) -> String {
+    const MAX_CHARS: usize = 400;
+    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let count = joined.chars().count();
+    if count <= MAX_CHARS {
+        return joined;
+    }
+    let tail: String = joined.chars().skip(count - MAX_CHARS).collect();
+    format!("…{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_one_line_and_bounded() {
+        let exit = Cause::Exit {
+            command: "tar -x".into(),
+            code: 2,
+            output: "tar: x: Cannot open\n  more\n".into(),
+        };
+        assert_eq!(
+            exit.to_string(),
+            "`tar -x` exited with status 2: tar: x: Cannot open more"
+        );
+        let quiet = Cause::Exit {
+            command: "true".into(),
+            code: 1,
+            output: " \n".into(),
+        };
+        assert_eq!(quiet.to_string(), "`true` exited with status 1");
+        let long = Cause::message("x".repeat(1000) + " end");
+        assert!(long.to_string().ends_with(" end") && long.to_string().chars().count() <= 401);
+    }
+}

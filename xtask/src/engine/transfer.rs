@@ -1,4 +1,4 @@
-//! Files in and out of a build container as tar streams: upload a tar into a directory, download
+//! Files in and out of a work container as tar streams: upload a tar into a directory, download
 //! a path as a tar that a blocking [`std::io::Read`] streams. Through Docker's archive API, or,
 //! for a container with in-memory directories (which that API cannot see), the image's `tar`.
 
@@ -7,47 +7,60 @@ use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::query_parameters::{
-    ContainerArchiveInfoOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    UploadToContainerOptions, UploadToContainerOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
-use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
+use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
-use super::build::exit_code;
-use super::{remove_container, BuildContainer, Engine, Error, Result};
+use super::exec::exit_code;
+use super::{Cause, Engine, Error, Exec, Result, WorkContainer};
 
 /// An upload returns when the daemon has unpacked the whole tar, so it may take longer than the
 /// usual per-request timeout.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// A download that sends nothing for this long is given up (a hung daemon or `tar`).
+const DOWNLOAD_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// Downloaded chunks buffered ahead of the reader (each up to the daemon's chunk size, ~32 KiB).
 const DOWNLOAD_CHUNKS_AHEAD: usize = 16;
-/// The exit code of the transfer scripts when the image has no `tar`, and what it means.
+/// Exit codes of the transfer scripts: the image has no `tar`; the path does not exist.
 const NO_TAR: i64 = 69;
+const NO_SUCH_PATH: i64 = 66;
 const HAS_TAR: &str = "command -v tar >/dev/null || exit 69;";
-const NO_TAR_MESSAGE: &str = "the image has no `tar`, which an in-memory source tree needs \
-                              (build-layer --scratch-on-disk keeps it on a volume)";
+const NO_TAR_HINT: &str =
+    "an in-memory source tree needs it (build-layer --scratch-on-disk keeps it on a volume)";
+
+type Chunk = Result<Vec<u8>>;
 
 impl Engine {
     /// Unpacks the tar archive `tar` into `dest_dir` of `container`, creating `dest_dir` first.
     pub async fn upload(
         &self,
-        container: &BuildContainer,
+        container: &WorkContainer,
         dest_dir: &str,
         tar: Vec<u8>,
     ) -> Result<()> {
         if container.transfers_with_tar() {
             return self.upload_with_tar(container, dest_dir, tar).await;
         }
-        let options = self.prepare_upload(container, dest_dir).await?;
-        self.upload_client()
+        self.exec_checked(
+            container,
+            &Exec::new(["mkdir", "-p", "--", dest_dir]).root(),
+        )
+        .await
+        .map_err(|e| upload_error(container, dest_dir, Cause::message(e.to_string())))?;
+        let options = UploadToContainerOptionsBuilder::new()
+            .path(dest_dir)
+            .build();
+        self.docker
+            .clone()
+            .with_timeout(UPLOAD_TIMEOUT)
             .upload_to_container(
                 container.id(),
                 Some(options),
                 bollard::body_full(tar.into()),
             )
             .await
-            .map_err(|cause| upload_error(container, dest_dir, cause))
+            .map_err(|cause| upload_error(container, dest_dir, cause.into()))
     }
 
     /// [`Engine::upload`] through the container's own `tar` (the archive API cannot see into
@@ -55,175 +68,91 @@ impl Engine {
     /// as the archive API does.
     async fn upload_with_tar(
         &self,
-        container: &BuildContainer,
+        container: &WorkContainer,
         dest_dir: &str,
         tar: Vec<u8>,
     ) -> Result<()> {
         let script = format!(r#"{HAS_TAR} mkdir -p -- "$1" && exec tar -x -o -f - -C "$1""#);
-        let cmd = ["sh", "-c", &script, "sh", dest_dir].map(str::to_string);
-        let started = self
-            .start_exec(container, &cmd, &[], Some("0"), None, true)
-            .await?;
-        let (mut input, mut output) = (started.input, started.output);
-        // `input` moves in, so it is closed (end of file for `tar`) even when a write fails.
-        let send = async move {
-            input.write_all(&tar).await?;
-            input.shutdown().await
-        };
-        let mut messages = Vec::new();
-        let receive = async {
-            while let Some(Ok(chunk)) = output.next().await {
-                messages.extend_from_slice(&chunk.into_bytes());
-            }
-        };
-        let transfer = async { tokio::join!(send, receive).0 };
-        let sent = tokio::time::timeout(UPLOAD_TIMEOUT, transfer)
+        let exec = Exec::sh(&script, &[dest_dir]).root().stdin(tar);
+        let output = tokio::time::timeout(UPLOAD_TIMEOUT, self.exec_output(container, &exec))
             .await
-            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
-        let code = exit_code(&self.docker, container.id(), &started.id).await?;
-        if code == 0 && sent.is_ok() {
-            return Ok(());
-        }
-        let error = match sent {
-            Err(e) if code == 0 => format!("the archive could not be sent: {e}"),
-            _ if code == NO_TAR => NO_TAR_MESSAGE.to_string(),
-            _ => format!(
-                "`tar -x` in the container exited with {code}: {}",
-                String::from_utf8_lossy(&messages).trim()
-            ),
-        };
-        Err(upload_error(
-            container,
-            dest_dir,
-            bollard::errors::Error::DockerStreamError { error },
-        ))
-    }
-
-    /// The client for uploads: this one with a longer timeout.
-    fn upload_client(&self) -> bollard::Docker {
-        self.docker.clone().with_timeout(UPLOAD_TIMEOUT)
-    }
-
-    /// Creates `dest_dir` in `container` (as root) and returns the options to upload into it.
-    async fn prepare_upload(
-        &self,
-        container: &BuildContainer,
-        dest_dir: &str,
-    ) -> Result<UploadToContainerOptions> {
-        let mkdir = ["mkdir", "-p", "--", dest_dir].map(str::to_string);
-        let mut output = Vec::new();
-        let code = self
-            .exec(container, &mkdir, &[], Some("0"), None, |chunk| {
-                output.extend_from_slice(chunk)
-            })
-            .await?;
-        if code != 0 {
-            return Err(upload_error(
+            .map_err(|_| upload_error(container, dest_dir, Cause::message("timed out")))?;
+        match output {
+            Ok(output) if output.code == 0 => Ok(()),
+            Ok(output) if output.code == NO_TAR => Err(missing_tar(container)),
+            Ok(output) => Err(upload_error(
                 container,
                 dest_dir,
-                bollard::errors::Error::DockerStreamError {
-                    error: format!(
-                        "`mkdir -p` exited with {code}: {}",
-                        String::from_utf8_lossy(&output).trim()
-                    ),
+                Cause::Exit {
+                    command: "tar -x".to_string(),
+                    code: output.code,
+                    output: output.text(),
                 },
-            ));
+            )),
+            Err(e) => Err(upload_error(
+                container,
+                dest_dir,
+                Cause::message(e.to_string()),
+            )),
         }
-
-        Ok(UploadToContainerOptionsBuilder::new()
-            .path(dest_dir)
-            .build())
     }
 
     /// The file or directory `path` of `container` as a tar archive (entries named after the
-    /// last component of `path`), streamed: read it on a blocking thread (`spawn_blocking`), for
-    /// example with `tar::Archive::new(reader)`. A missing `path` is [`Error::NoSuchPath`].
-    pub async fn download(&self, container: &BuildContainer, path: &str) -> Result<TarReader> {
+    /// last component of `path`; `dir/.` gives the contents of `dir`), streamed: read it on a
+    /// blocking thread (`spawn_blocking`), for example with `tar::Archive::new(reader)`. A missing
+    /// `path` is [`Error::NoSuchPath`].
+    pub async fn download(&self, container: &WorkContainer, path: &str) -> Result<TarReader> {
         let (sender, mut receiver) = mpsc::channel(DOWNLOAD_CHUNKS_AHEAD);
         if container.transfers_with_tar() {
             self.download_with_tar(container, path, sender).await?;
         } else {
-            let docker = self.docker.clone();
+            let options = DownloadFromContainerOptionsBuilder::new()
+                .path(path)
+                .build();
+            let chunks = self
+                .docker
+                .download_from_container(container.id(), Some(options));
             let (id, source) = (container.id().to_string(), path.to_string());
-            tokio::spawn(async move {
-                let options = DownloadFromContainerOptionsBuilder::new()
-                    .path(&source)
-                    .build();
-                let mut chunks = docker.download_from_container(&id, Some(options));
-                while let Some(chunk) = chunks.next().await {
-                    let failed = chunk.is_err();
-                    // The reader was dropped: stop downloading.
-                    if sender.send(chunk.map(Vec::from)).await.is_err() || failed {
-                        break;
-                    }
-                }
+            let chunks = chunks.map(move |chunk| match chunk {
+                Ok(bytes) => Ok(Vec::from(bytes)),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => Err(Error::NoSuchPath {
+                    container: id.clone(),
+                    path: source.clone(),
+                }),
+                Err(cause) => Err(Error::Download {
+                    container: id.clone(),
+                    path: source.clone(),
+                    cause: cause.into(),
+                }),
             });
+            tokio::spawn(forward(
+                chunks,
+                sender,
+                container.id().to_string(),
+                path.to_string(),
+            ));
         }
-
-        let download_error = |cause| Error::Download {
-            container: container.id().to_string(),
-            path: path.to_string(),
-            cause,
-        };
         let first = match receiver.recv().await {
-            Some(Ok(chunk)) => chunk,
-            Some(Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404,
-                ..
-            })) => {
-                return Err(Error::NoSuchPath {
-                    container: container.id().to_string(),
-                    path: path.to_string(),
-                })
-            }
-            Some(Err(cause)) => return Err(download_error(cause)),
+            Some(chunk) => chunk?,
             None => Vec::new(),
         };
         Ok(TarReader {
             chunks: receiver,
             current: first,
             position: 0,
-            container: container.id().to_string(),
-            path: path.to_string(),
         })
-    }
-}
-
-impl Engine {
-    /// Which of `paths` exist in `image` (checked in a container that is created, never started,
-    /// and removed). A path the image has must not be hidden under an empty tmpfs.
-    pub async fn paths_in_image(&self, image: &str, paths: &[String]) -> Result<Vec<bool>> {
-        let body = bollard::models::ContainerCreateBody {
-            image: Some(image.to_string()),
-            labels: Some(self.labels(&[])),
-            ..Default::default()
-        };
-        let created = self.create_container(body, image).await?;
-        let mut guard = self.guard(&created.id);
-        let mut found = Vec::with_capacity(paths.len());
-        for path in paths {
-            let options = ContainerArchiveInfoOptionsBuilder::new().path(path).build();
-            let stat = self
-                .docker
-                .get_container_archive_info(&created.id, Some(options))
-                .await;
-            found.push(stat.is_ok());
-        }
-        if remove_container(&self.docker, &created.id).await.is_ok() {
-            guard.disarm();
-        }
-        Ok(found)
     }
 
     /// [`Engine::download`] from an in-memory directory: the container's own `tar` writes the
-    /// archive to stdout, named as the archive API names entries (`dir/.` gives the contents of
-    /// `dir`, anything else is named after its last component). Chunks go to `sender`; a missing
-    /// path, a failed `tar` or a broken stream ends it with an error, as the archive API would.
+    /// archive to stdout, named as the archive API names entries. A missing path, a failed `tar`
+    /// or a broken stream ends the stream with an error, as the archive API would.
     async fn download_with_tar(
         &self,
-        container: &BuildContainer,
+        container: &WorkContainer,
         path: &str,
-        sender: mpsc::Sender<Result<Vec<u8>, bollard::errors::Error>>,
+        sender: mpsc::Sender<Chunk>,
     ) -> Result<()> {
         let (dir, name) = match path.strip_suffix("/.") {
             Some(dir) => (dir, "."),
@@ -231,51 +160,55 @@ impl Engine {
         };
         let dir = if dir.is_empty() { "/" } else { dir };
         let script = format!(
-            r#"{HAS_TAR} cd -- "$1" 2>/dev/null && test -e "$2" || exit 66; exec tar -c -f - -- "$2""#
+            r#"{HAS_TAR} cd -- "$1" 2>/dev/null && test -e "$2" || exit {NO_SUCH_PATH}; exec tar -c -f - -- "$2""#
         );
-        let cmd = ["sh", "-c", &script, "sh", dir, name].map(str::to_string);
-        let started = self
-            .start_exec(container, &cmd, &[], Some("0"), None, false)
-            .await?;
-        let (docker, container_id) = (self.docker.clone(), container.id().to_string());
+        let exec = Exec::sh(&script, &[dir, name]).root();
+        let started = self.start_exec(container, &exec).await?;
+        let (docker, id, path) = (
+            self.docker.clone(),
+            container.id().to_string(),
+            path.to_string(),
+        );
         tokio::spawn(async move {
-            let mut output = started.output;
             let mut messages = Vec::new();
-            while let Some(chunk) = output.next().await {
-                let chunk = match chunk {
-                    Ok(LogOutput::StdOut { message }) => message,
+            let stdout = started.output.filter_map(|chunk| {
+                let item = match chunk {
+                    Ok(LogOutput::StdOut { message }) => Some(Ok(message.to_vec())),
                     Ok(other) => {
-                        messages.extend_from_slice(&other.into_bytes());
-                        continue;
+                        let room = 4096usize.saturating_sub(messages.len());
+                        let bytes = other.into_bytes();
+                        messages.extend_from_slice(&bytes[..bytes.len().min(room)]);
+                        None
                     }
-                    Err(cause) => {
-                        let _ = sender.send(Err(cause)).await;
-                        return;
-                    }
+                    Err(cause) => Some(Err(Error::Download {
+                        container: id.clone(),
+                        path: path.clone(),
+                        cause: cause.into(),
+                    })),
                 };
-                // The reader was dropped: stop downloading.
-                if sender.send(Ok(chunk.to_vec())).await.is_err() {
-                    return;
-                }
-            }
-            let failure = match exit_code(&docker, &container_id, &started.id).await {
+                std::future::ready(item)
+            });
+            let sender = match forward(stdout, sender, id.clone(), path.clone()).await {
+                Some(sender) => sender,
+                None => return,
+            };
+            let failure = match exit_code(&docker, &id, &started.id).await {
                 Ok(0) => return,
-                Ok(NO_TAR) => bollard::errors::Error::DockerStreamError {
-                    error: NO_TAR_MESSAGE.to_string(),
+                Ok(NO_TAR) => missing_tar_id(&id),
+                Ok(NO_SUCH_PATH) => Error::NoSuchPath {
+                    container: id.clone(),
+                    path: path.clone(),
                 },
-                Ok(66) => bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404,
-                    message: "no such file or directory".to_string(),
+                Ok(code) => Error::Download {
+                    container: id.clone(),
+                    path: path.clone(),
+                    cause: Cause::Exit {
+                        command: "tar -c".to_string(),
+                        code,
+                        output: String::from_utf8_lossy(&messages).into_owned(),
+                    },
                 },
-                Ok(code) => bollard::errors::Error::DockerStreamError {
-                    error: format!(
-                        "`tar -c` in the container exited with {code}: {}",
-                        String::from_utf8_lossy(&messages).trim()
-                    ),
-                },
-                Err(e) => bollard::errors::Error::DockerStreamError {
-                    error: e.to_string(),
-                },
+                Err(e) => e,
             };
             let _ = sender.send(Err(failure)).await;
         });
@@ -283,11 +216,38 @@ impl Engine {
     }
 }
 
-fn upload_error(
-    container: &BuildContainer,
-    dest_dir: &str,
-    cause: bollard::errors::Error,
-) -> Error {
+/// Sends the chunks of `stream` to `sender` until it ends, fails, stays silent for
+/// [`DOWNLOAD_IDLE_TIMEOUT`] or the reader goes away. Returns the sender when the stream ended
+/// normally (for a final status), `None` otherwise.
+async fn forward(
+    stream: impl Stream<Item = Chunk>,
+    sender: mpsc::Sender<Chunk>,
+    container: String,
+    path: String,
+) -> Option<mpsc::Sender<Chunk>> {
+    let mut stream = std::pin::pin!(stream);
+    loop {
+        let chunk = match tokio::time::timeout(DOWNLOAD_IDLE_TIMEOUT, stream.next()).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return Some(sender),
+            Err(_) => Err(Error::Download {
+                container: container.clone(),
+                path: path.clone(),
+                cause: Cause::message(format!(
+                    "nothing arrived for {} s",
+                    DOWNLOAD_IDLE_TIMEOUT.as_secs()
+                )),
+            }),
+        };
+        let failed = chunk.is_err();
+        // The reader was dropped: stop downloading.
+        if sender.send(chunk).await.is_err() || failed {
+            return None;
+        }
+    }
+}
+
+fn upload_error(container: &WorkContainer, dest_dir: &str, cause: Cause) -> Error {
     Error::Upload {
         container: container.id().to_string(),
         dest_dir: dest_dir.to_string(),
@@ -295,14 +255,24 @@ fn upload_error(
     }
 }
 
+fn missing_tar(container: &WorkContainer) -> Error {
+    missing_tar_id(container.id())
+}
+
+fn missing_tar_id(container: &str) -> Error {
+    Error::MissingTool {
+        container: container.to_string(),
+        tool: "tar",
+        hint: NO_TAR_HINT,
+    }
+}
+
 /// A blocking reader of a tar archive that is still being downloaded. Reading blocks the thread
 /// until the next chunk arrives, so use it on a blocking thread, never inside async code.
 pub struct TarReader {
-    chunks: mpsc::Receiver<Result<Vec<u8>, bollard::errors::Error>>,
+    chunks: mpsc::Receiver<Chunk>,
     current: Vec<u8>,
     position: usize,
-    container: String,
-    path: String,
 }
 
 impl Read for TarReader {
@@ -320,13 +290,7 @@ impl Read for TarReader {
                     self.current = chunk;
                     self.position = 0;
                 }
-                Some(Err(cause)) => {
-                    return Err(std::io::Error::other(Error::Download {
-                        container: self.container.clone(),
-                        path: self.path.clone(),
-                        cause,
-                    }))
-                }
+                Some(Err(error)) => return Err(std::io::Error::other(error)),
                 None => return Ok(0),
             }
         }
@@ -335,9 +299,6 @@ impl Read for TarReader {
 
 impl std::fmt::Debug for TarReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TarReader")
-            .field("container", &self.container)
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("TarReader").finish_non_exhaustive()
     }
 }

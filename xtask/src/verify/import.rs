@@ -10,7 +10,7 @@ use anyhow::Context as _;
 
 use super::checks::{self, diagnostic};
 use crate::diagnostic::Diagnostic;
-use crate::engine::{BuildContainer, BuildContainerSpec, Engine};
+use crate::engine::{ContainerSpec, Engine, Exec, WorkContainer};
 use crate::rules;
 
 /// How long one import may take before it counts as hung.
@@ -243,7 +243,7 @@ pub async fn import_smoke_test(
 /// directory is filled (a build starts it next to the build container, saving the import test
 /// the container start).
 pub struct LayerContainer {
-    container: BuildContainer,
+    container: WorkContainer,
     layer_dir: PathBuf,
 }
 
@@ -254,13 +254,13 @@ impl LayerContainer {
             return None;
         }
         let layer_dir = layer_dir.canonicalize().ok()?;
-        let spec = BuildContainerSpec {
+        let spec = ContainerSpec {
             image: image.to_string(),
             working_dir: Some("/tmp".to_string()),
             bind_mounts_ro: vec![(layer_dir.display().to_string(), "/opt".to_string())],
             ..Default::default()
         };
-        let container = engine.create_build_container(&spec).await.ok()?;
+        let container = engine.start_work_container(&spec).await.ok()?;
         Some(LayerContainer {
             container,
             layer_dir,
@@ -295,35 +295,25 @@ pub async fn import_smoke_test_in(
         // A daemon in a VM that does not share the path mounts an empty directory.
         _ => uploaded_layer_container(engine, image, layer_dir).await?,
     };
-    let mut cmd = vec![
-        "python3".to_string(),
-        "-I".to_string(),
-        "-S".to_string(),
-        "-c".to_string(),
-        DRIVER.to_string(),
-    ];
-    cmd.extend(modules.iter().map(|m| format!("{}:{}", m.root, m.name)));
-    let env = [(
-        "XTASK_IMPORT_TIMEOUT".to_string(),
-        IMPORT_TIMEOUT_SECS.to_string(),
-    )];
-    let mut output = Vec::new();
+    let args = modules.iter().map(|m| format!("{}:{}", m.root, m.name));
+    let exec = Exec::new(
+        ["python3", "-I", "-S", "-c", DRIVER]
+            .map(str::to_string)
+            .into_iter()
+            .chain(args),
+    )
+    .env("XTASK_IMPORT_TIMEOUT", IMPORT_TIMEOUT_SECS.to_string())
+    .user(IMPORT_USER)
+    .working_dir("/tmp");
     let budget = Duration::from_secs(IMPORT_TIMEOUT_SECS * (modules.len() as u64 + 1) + 60);
-    let exec = engine.exec(
-        &container,
-        &cmd,
-        &env,
-        Some(IMPORT_USER),
-        Some("/tmp"),
-        |chunk| output.extend_from_slice(chunk),
-    );
-    let code = tokio::time::timeout(budget, exec)
+    let output = tokio::time::timeout(budget, engine.exec_output(&container, &exec))
         .await
         .with_context(|| format!("the import test did not finish within {budget:?}"))??;
     if let Err(e) = container.remove().await {
         eprintln!("warning: {e}");
     }
-    let text = String::from_utf8_lossy(&output);
+    let code = output.code;
+    let text = output.text();
     let outcome = parse_output(&text);
     if code != 0 || outcome.python.is_none() {
         let tail: Vec<&str> = text.lines().rev().take(5).collect();
@@ -355,7 +345,7 @@ pub async fn import_smoke_test_in(
 }
 
 /// Whether `/opt` in `container` shows the layer at `layer_dir` (one of its entries).
-async fn sees_layer(engine: &Engine, container: &BuildContainer, layer_dir: &Path) -> bool {
+async fn sees_layer(engine: &Engine, container: &WorkContainer, layer_dir: &Path) -> bool {
     let Some(entry) = std::fs::read_dir(layer_dir)
         .ok()
         .and_then(|mut entries| entries.next())
@@ -364,9 +354,8 @@ async fn sees_layer(engine: &Engine, container: &BuildContainer, layer_dir: &Pat
         return false;
     };
     let probe = format!("/opt/{}", entry.file_name().to_string_lossy());
-    let cmd = ["test", "-e", probe.as_str()].map(str::to_string);
-    let code = engine.exec(container, &cmd, &[], Some("0"), None, |_| {});
-    matches!(code.await, Ok(0))
+    let test = Exec::new(["test", "-e", probe.as_str()]).root();
+    matches!(engine.exec(container, &test, |_, _| {}).await, Ok(0))
 }
 
 /// A container of `image` with a copy of the layer at `/opt`, uploaded as a tar: for remote
@@ -375,8 +364,8 @@ async fn uploaded_layer_container(
     engine: &Engine,
     image: &str,
     layer_dir: &Path,
-) -> anyhow::Result<BuildContainer> {
-    let spec = BuildContainerSpec {
+) -> anyhow::Result<WorkContainer> {
+    let spec = ContainerSpec {
         image: image.to_string(),
         working_dir: Some("/tmp".to_string()),
         ..Default::default()
@@ -385,7 +374,7 @@ async fn uploaded_layer_container(
     let tar = tokio::task::spawn_blocking(move || tar_of(&dir))
         .await
         .context("packing the layer for the import test stopped")??;
-    let container = engine.create_build_container(&spec).await?;
+    let container = engine.start_work_container(&spec).await?;
     engine.upload(&container, "/opt", tar).await?;
     Ok(container)
 }

@@ -3,7 +3,7 @@
 //! Needs `AWS_ENDPOINT_URL` pointing at moto on this machine and dummy credentials in the
 //! environment; `bash scripts/test.sh` starts moto and sets both.
 
-mod support;
+use crate::support;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -2,7 +2,7 @@
 //! (multipart) uploads, dry runs, and the one-line errors. Each test uses its own layer name and
 //! bucket, so they run in parallel. The error cases that fail before any AWS call need no moto.
 
-mod support;
+use crate::support;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -481,8 +481,7 @@ fn an_invalid_layer_name_is_refused() {
 /// build-layer then deploy, end to end: the real binary, the stand-in build image, moto.
 #[test]
 fn build_layer_then_deploy_end_to_end() {
-    if support::moto_endpoint().is_none() || support::block_on(support::require_docker()).is_none()
-    {
+    if support::moto_endpoint().is_none() || !support::docker_ready() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

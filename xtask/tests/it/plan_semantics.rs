@@ -3,11 +3,10 @@
 //!
 //! Needs a Docker daemon and the image `LAYER_BUILD_IMAGE`; `bash scripts/test.sh` provides both.
 
-mod support;
+use crate::support::{self, RunOutput};
 
 use xtask::buildspec::{self, Buildspec};
 use xtask::diagnostic::SourceFile;
-use xtask::engine::RunOutput;
 use xtask::plan::{self, Marker, PlanInputs};
 
 fn parse(yaml: &str) -> Buildspec {
@@ -35,8 +34,7 @@ async fn run(yaml: &str) -> Option<RunOutput> {
     };
     let script = plan::driver_script(&spec, &inputs);
     let shell = plan::interpreter(&spec.shell()).expect("a Linux shell");
-    let output = engine
-        .run(&image, &[shell, "-c", &script])
+    let output = support::run_once(&engine, &image, &[shell, "-c", &script])
         .await
         .unwrap_or_else(|error| panic!("{error}"));
     Some(output)

@@ -4,26 +4,26 @@
 //!
 //! Needs a Docker daemon and the image `LAYER_BUILD_IMAGE`; `bash scripts/test.sh` provides both.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use xtask::engine::{BuildContainer, BuildContainerSpec, Engine, Error};
+use xtask::engine::{ContainerSpec, Engine, Error, Exec, WorkContainer};
 
 fn strings(words: &[&str]) -> Vec<String> {
     words.iter().map(|word| word.to_string()).collect()
 }
 
-async fn build_container(engine: &Engine, image: &str) -> BuildContainer {
-    let spec = BuildContainerSpec {
+async fn build_container(engine: &Engine, image: &str) -> WorkContainer {
+    let spec = ContainerSpec {
         image: image.to_string(),
         env: vec![("CODEBUILD_BUILD_ID".to_string(), "local:1".to_string())],
         working_dir: Some("/".to_string()),
         ..Default::default()
     };
     engine
-        .create_build_container(&spec)
+        .start_work_container(&spec)
         .await
         .unwrap_or_else(|error| panic!("{error}"))
 }
@@ -31,20 +31,18 @@ async fn build_container(engine: &Engine, image: &str) -> BuildContainer {
 /// Runs `script` with `sh -c` and returns its exit code and combined output.
 async fn sh(
     engine: &Engine,
-    container: &BuildContainer,
+    container: &WorkContainer,
     user: Option<&str>,
     script: &str,
 ) -> (i64, String) {
     let mut output = Vec::new();
+    let exec = Exec::sh(script, &[]);
+    let exec = match user {
+        Some(user) => exec.user(user),
+        None => exec,
+    };
     let code = engine
-        .exec(
-            container,
-            &strings(&["sh", "-c", script]),
-            &[],
-            user,
-            None,
-            |chunk| output.extend_from_slice(chunk),
-        )
+        .exec(container, &exec, |_, chunk| output.extend_from_slice(chunk))
         .await
         .unwrap_or_else(|error| panic!("{error}"));
     (code, String::from_utf8_lossy(&output).into_owned())
@@ -80,11 +78,8 @@ async fn assert_no_leftovers(engine: &Engine) {
 
 #[test]
 fn uploaded_sources_are_run_with_streamed_output_and_exit_code() {
-    support::block_on(async {
-        let Some((engine, image)) = support::docker_and_image().await else {
-            return;
-        };
-        let container = build_container(&engine, &image).await;
+    support::with_docker(async |engine, image| {
+        let container = build_container(engine, image).await;
         let src = "/codebuild/output/src1/src";
         let tar = tar_of(&[("a.txt", "hello from a\n"), ("sub/b.txt", "bee\n")]);
         engine
@@ -96,15 +91,12 @@ fn uploaded_sources_are_run_with_streamed_output_and_exit_code() {
         let code = engine
             .exec(
                 &container,
-                &strings(&[
-                    "sh",
-                    "-c",
+                &Exec::sh(
                     "cd /codebuild/output/src1/src && cat a.txt && echo err >&2 && exit 3",
-                ]),
-                &[("EXTRA".to_string(), "1".to_string())],
-                None,
-                None,
-                |chunk| chunks.push(chunk.to_vec()),
+                    &[],
+                )
+                .env("EXTRA", "1"),
+                |_, chunk| chunks.push(chunk.to_vec()),
             )
             .await
             .unwrap_or_else(|error| panic!("{error}"));
@@ -114,7 +106,7 @@ fn uploaded_sources_are_run_with_streamed_output_and_exit_code() {
         assert!(output.contains("err"), "no stderr in {output:?}");
 
         let (code, output) = sh(
-            &engine,
+            engine,
             &container,
             None,
             "cat /codebuild/output/src1/src/sub/b.txt; echo $CODEBUILD_BUILD_ID; pwd",
@@ -126,50 +118,41 @@ fn uploaded_sources_are_run_with_streamed_output_and_exit_code() {
             .remove()
             .await
             .unwrap_or_else(|error| panic!("{error}"));
-        assert_no_leftovers(&engine).await;
+        assert_no_leftovers(engine).await;
     });
 }
 
 #[test]
 fn commands_run_as_another_user_in_another_directory() {
-    support::block_on(async {
-        let Some((engine, image)) = support::docker_and_image().await else {
-            return;
-        };
-        let container = build_container(&engine, &image).await;
-        let (code, output) = sh(&engine, &container, Some("nobody"), "id -un").await;
+    support::with_docker(async |engine, image| {
+        let container = build_container(engine, image).await;
+        let (code, output) = sh(engine, &container, Some("nobody"), "id -un").await;
         assert_eq!((code, output.as_str()), (0, "nobody\n"));
 
         let mut output = Vec::new();
         let code = engine
             .exec(
                 &container,
-                &strings(&["pwd"]),
-                &[],
-                None,
-                Some("/tmp"),
-                |chunk| output.extend_from_slice(chunk),
+                &Exec::new(["pwd"]).working_dir("/tmp"),
+                |_, chunk| output.extend_from_slice(chunk),
             )
             .await
             .unwrap_or_else(|error| panic!("{error}"));
         assert_eq!((code, output.as_slice()), (0, b"/tmp\n".as_slice()));
 
         drop(container);
-        assert_no_leftovers(&engine).await;
+        assert_no_leftovers(engine).await;
     });
 }
 
 #[test]
 fn a_directory_is_downloaded_as_a_streamed_tar() {
-    support::block_on(async {
-        let Some((engine, image)) = support::docker_and_image().await else {
-            return;
-        };
-        let container = build_container(&engine, &image).await;
+    support::with_docker(async |engine, image| {
+        let container = build_container(engine, image).await;
         // Big enough to span many chunks of the stream.
         let script = "mkdir -p /out/python/pkg && echo one > /out/python/one.txt \
                       && head -c 1000000 /dev/zero > /out/python/pkg/zeros.bin";
-        assert_eq!(sh(&engine, &container, None, script).await.0, 0);
+        assert_eq!(sh(engine, &container, None, script).await.0, 0);
 
         let reader = engine
             .download(&container, "/out/python")
@@ -223,39 +206,36 @@ fn a_directory_is_downloaded_as_a_streamed_tar() {
             .remove()
             .await
             .unwrap_or_else(|error| panic!("{error}"));
-        assert_no_leftovers(&engine).await;
+        assert_no_leftovers(engine).await;
     });
 }
 
 #[test]
 fn a_named_volume_keeps_files_between_containers() {
-    support::block_on(async {
-        let Some((engine, image)) = support::docker_and_image().await else {
-            return;
-        };
+    support::with_docker(async |engine, image| {
         let volume = format!("xtask-test-cache-{}", uuid::Uuid::new_v4());
-        let spec = BuildContainerSpec {
-            image: image.clone(),
+        let spec = ContainerSpec {
+            image: image.to_string(),
             volumes: vec![(volume.clone(), "/root/.cache/pip".to_string())],
             ..Default::default()
         };
 
         let first = engine
-            .create_build_container(&spec)
+            .start_work_container(&spec)
             .await
             .unwrap_or_else(|error| panic!("{error}"));
         let write = "echo cached > /root/.cache/pip/marker";
-        assert_eq!(sh(&engine, &first, None, write).await.0, 0);
+        assert_eq!(sh(engine, &first, None, write).await.0, 0);
         first
             .remove()
             .await
             .unwrap_or_else(|error| panic!("{error}"));
 
         let second = engine
-            .create_build_container(&spec)
+            .start_work_container(&spec)
             .await
             .unwrap_or_else(|error| panic!("{error}"));
-        let read = sh(&engine, &second, None, "cat /root/.cache/pip/marker").await;
+        let read = sh(engine, &second, None, "cat /root/.cache/pip/marker").await;
         second
             .remove()
             .await
@@ -270,38 +250,32 @@ fn a_named_volume_keeps_files_between_containers() {
             .remove_volume(&volume)
             .await
             .unwrap_or_else(|error| panic!("{error}"));
-        assert_no_leftovers(&engine).await;
+        assert_no_leftovers(engine).await;
     });
 }
 
 #[test]
 fn the_docker_socket_is_never_mounted() {
-    support::block_on(async {
-        let Some((engine, image)) = support::docker_and_image().await else {
-            return;
-        };
-        let spec = BuildContainerSpec {
-            image,
+    support::with_docker(async |engine, image| {
+        let spec = ContainerSpec {
+            image: image.to_string(),
             bind_mounts_ro: vec![(
                 "/var/run/docker.sock".to_string(),
                 "/var/run/docker.sock".to_string(),
             )],
             ..Default::default()
         };
-        match engine.create_build_container(&spec).await {
+        match engine.start_work_container(&spec).await {
             Err(Error::RefusedMount { .. }) => {}
             other => panic!("expected Error::RefusedMount, got {other:?}"),
         }
-        assert_no_leftovers(&engine).await;
+        assert_no_leftovers(engine).await;
     });
 }
 
 #[test]
 fn a_failed_pull_names_the_offline_stand_in() {
-    support::block_on(async {
-        let Some(engine) = support::require_docker().await else {
-            return;
-        };
+    support::with_daemon(async |engine| {
         // Loopback port 9 (discard): nothing listens, no traffic leaves the machine.
         let image = "127.0.0.1:9/nope/nope:latest";
         let mut messages = Vec::new();
@@ -324,41 +298,35 @@ fn a_failed_pull_names_the_offline_stand_in() {
 
 #[test]
 fn session_containers_are_removed_in_one_call() {
-    support::block_on(async {
-        let Some((engine, image)) = support::docker_and_image().await else {
-            return;
-        };
-        let first = build_container(&engine, &image).await;
-        let second = build_container(&engine, &image).await;
+    support::with_docker(async |engine, image| {
+        let first = build_container(engine, image).await;
+        let second = build_container(engine, image).await;
         let removed = engine
             .remove_session_containers()
             .await
             .unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(removed, 2);
-        assert_no_leftovers(&engine).await;
+        assert_no_leftovers(engine).await;
         // The guards find their containers gone, which is fine.
         drop((first, second));
-        assert_no_leftovers(&engine).await;
+        assert_no_leftovers(engine).await;
     });
 }
 
 #[test]
 fn scratch_dirs_are_volumes_of_their_own_removed_with_the_container() {
-    support::block_on(async {
-        let Some((engine, image)) = support::docker_and_image().await else {
-            return;
-        };
-        let spec = BuildContainerSpec {
-            image,
+    support::with_docker(async |engine, image| {
+        let spec = ContainerSpec {
+            image: image.to_string(),
             working_dir: Some("/".to_string()),
             scratch_dirs: strings(&["/codebuild/output", "/tmp"]),
             ..Default::default()
         };
         let container = engine
-            .create_build_container(&spec)
+            .start_work_container(&spec)
             .await
             .unwrap_or_else(|error| panic!("{error}"));
-        let (code, mounts) = sh(&engine, &container, None, "cut -d' ' -f2 /proc/mounts").await;
+        let (code, mounts) = sh(engine, &container, None, "cut -d' ' -f2 /proc/mounts").await;
         assert_eq!(code, 0);
         for dir in ["/codebuild/output", "/tmp"] {
             assert!(
@@ -367,7 +335,7 @@ fn scratch_dirs_are_volumes_of_their_own_removed_with_the_container() {
             );
         }
         // /tmp keeps the image's permissions (sticky, world-writable) for every build user.
-        let (_, mode) = sh(&engine, &container, None, "stat -c %a /tmp").await;
+        let (_, mode) = sh(engine, &container, None, "stat -c %a /tmp").await;
         assert_eq!(mode.trim(), "1777");
         // The archive API reads and writes inside them (the source upload, the artifacts).
         engine
@@ -379,7 +347,7 @@ fn scratch_dirs_are_volumes_of_their_own_removed_with_the_container() {
             .await
             .unwrap_or_else(|error| panic!("{error}"));
         let (code, out) = sh(
-            &engine,
+            engine,
             &container,
             None,
             "cat /codebuild/output/src1/src/a.txt",
@@ -431,14 +399,14 @@ fn scratch_dirs_are_volumes_of_their_own_removed_with_the_container() {
                 other => panic!("volume {volume} outlived its container: {other:?}"),
             }
         }
-        assert_no_leftovers(&engine).await;
+        assert_no_leftovers(engine).await;
     });
 }
 
 /// The names and contents of the entries of a downloaded tar.
 async fn download_entries(
     engine: &Engine,
-    container: &BuildContainer,
+    container: &WorkContainer,
     path: &str,
 ) -> Result<BTreeMap<String, Vec<u8>>, String> {
     let reader = engine
@@ -465,22 +433,19 @@ async fn download_entries(
 
 #[test]
 fn files_move_in_and_out_of_an_in_memory_dir_through_tar() {
-    support::block_on(async {
-        let Some((engine, image)) = support::docker_and_image().await else {
-            return;
-        };
-        let spec = BuildContainerSpec {
-            image,
+    support::with_docker(async |engine, image| {
+        let spec = ContainerSpec {
+            image: image.to_string(),
             working_dir: Some("/".to_string()),
             memory_dirs: vec![("/codebuild/output".to_string(), 64 << 20)],
             ..Default::default()
         };
         let container = engine
-            .create_build_container(&spec)
+            .start_work_container(&spec)
             .await
             .unwrap_or_else(|error| panic!("{error}"));
         let (_, mounts) = sh(
-            &engine,
+            engine,
             &container,
             None,
             "grep ' /codebuild/output ' /proc/mounts",
@@ -514,11 +479,11 @@ fn files_move_in_and_out_of_an_in_memory_dir_through_tar() {
             .unwrap_or_else(|error| panic!("{error}"));
         let script =
             "cd /codebuild/output/src1/src && ./run.sh && stat -c '%u %a %s' a.txt pkg/big.txt";
-        let (code, out) = sh(&engine, &container, None, script).await;
+        let (code, out) = sh(engine, &container, None, script).await;
         assert_eq!((code, out.as_str()), (0, "ran\n0 644 2\n0 644 300000\n"));
 
         // `dir/.` is the directory's contents; another path is named after its last component.
-        let entries = download_entries(&engine, &container, "/codebuild/output/src1/src/.")
+        let entries = download_entries(engine, &container, "/codebuild/output/src1/src/.")
             .await
             .unwrap_or_else(|error| panic!("{error}"));
         let files: Vec<&str> = entries
@@ -528,7 +493,7 @@ fn files_move_in_and_out_of_an_in_memory_dir_through_tar() {
             .collect();
         assert_eq!(files, ["a.txt", "pkg/big.txt", "run.sh"]);
         assert_eq!(entries["./pkg/big.txt"], big.as_bytes());
-        let one = download_entries(&engine, &container, "/codebuild/output/src1/src/a.txt")
+        let one = download_entries(engine, &container, "/codebuild/output/src1/src/a.txt")
             .await
             .unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(one.keys().collect::<Vec<_>>(), ["a.txt"]);
@@ -561,22 +526,19 @@ fn files_move_in_and_out_of_an_in_memory_dir_through_tar() {
             .remove()
             .await
             .unwrap_or_else(|error| panic!("{error}"));
-        assert_no_leftovers(&engine).await;
+        assert_no_leftovers(engine).await;
     });
 }
 
 #[test]
 fn paths_in_an_image_are_found_without_starting_it() {
-    support::block_on(async {
-        let Some((engine, image)) = support::docker_and_image().await else {
-            return;
-        };
+    support::with_docker(async |engine, image| {
         let paths = strings(&["/usr/bin", "/etc/ssl", "/no/such/dir"]);
         let found = engine
-            .paths_in_image(&image, &paths)
+            .paths_in_image(image, &paths)
             .await
             .unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(found, [true, true, false]);
-        assert_no_leftovers(&engine).await;
+        assert_no_leftovers(engine).await;
     });
 }

@@ -1,12 +1,11 @@
 //! Shared harness for the integration tests: finds the services a test needs (Docker, the stand-in
 //! build image, a local moto server) and, when one is missing, fails the test in CI (`CI` set and
 //! non-empty) or skips it loudly elsewhere. `bash scripts/test.sh` provides all of them.
-#![allow(dead_code)] // each test binary uses a part of the harness
 
 use std::future::Future;
 use std::net::IpAddr;
 
-use xtask::engine::Engine;
+use xtask::engine::{ContainerSpec, Engine, Exec};
 
 /// The image the build runs in when `LAYER_BUILD_IMAGE` is unset: the offline stand-in for
 /// `public.ecr.aws/sam/build-python3.9` that `scripts/standin-image.sh` builds.
@@ -69,6 +68,31 @@ pub async fn docker_and_image() -> Option<(Engine, String)> {
         .then_some((engine, image))
 }
 
+/// Runs `test` with the daemon and the build image on a fresh runtime; outside CI, when either is
+/// missing, it says so and the test passes without running (in CI it fails).
+pub fn with_docker(test: impl AsyncFnOnce(&Engine, &str)) {
+    block_on(async {
+        if let Some((engine, image)) = docker_and_image().await {
+            test(&engine, &image).await;
+        }
+    })
+}
+
+/// Whether the daemon and the build image are there, for tests that run the `xtask` binary;
+/// outside CI a missing one is said and the caller returns (in CI the test fails).
+pub fn docker_ready() -> bool {
+    block_on(docker_and_image()).is_some()
+}
+
+/// [`with_docker`] for tests that need only the daemon.
+pub fn with_daemon(test: impl AsyncFnOnce(&Engine)) {
+    block_on(async {
+        if let Some(engine) = require_docker().await {
+            test(&engine).await;
+        }
+    })
+}
+
 /// The moto server's URL from `AWS_ENDPOINT_URL`, or `None` (after a `SKIPPED:` line) outside CI.
 ///
 /// Panics, in CI or not, when the endpoint is not on this machine: the tests never talk to AWS.
@@ -104,6 +128,38 @@ fn is_loopback_url(url: &str) -> bool {
     };
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// What a one-shot command printed, and its exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` in a new container of `image` to completion; the container is removed whatever
+/// happens (a dropped future included: its guard removes it).
+pub async fn run_once(
+    engine: &Engine,
+    image: &str,
+    cmd: &[&str],
+) -> Result<RunOutput, xtask::engine::Error> {
+    let spec = ContainerSpec {
+        image: image.to_string(),
+        ..Default::default()
+    };
+    let container = engine.start_work_container(&spec).await?;
+    let output = engine
+        .exec_output(&container, &Exec::new(cmd.iter().copied()))
+        .await;
+    container.remove().await?;
+    let output = output?;
+    Ok(RunOutput {
+        exit_code: output.code,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
 }
 
 /// Runs a test body on a fresh current-thread runtime (the flavour `#[tokio::test]` uses).

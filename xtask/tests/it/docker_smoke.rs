@@ -2,7 +2,7 @@
 //!
 //! Needs a Docker daemon and the image `LAYER_BUILD_IMAGE`; `bash scripts/test.sh` provides both.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -10,12 +10,8 @@ use xtask::engine::Error;
 
 #[test]
 fn the_build_image_runs_python_3_9() {
-    support::block_on(async {
-        let Some((engine, image)) = support::docker_and_image().await else {
-            return;
-        };
-        let output = engine
-            .run(&image, &["python3", "--version"])
+    support::with_docker(async |engine, image| {
+        let output = support::run_once(engine, image, &["python3", "--version"])
             .await
             .unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(output.exit_code, 0, "python3 --version failed: {output:?}");
@@ -28,13 +24,9 @@ fn the_build_image_runs_python_3_9() {
 
 #[test]
 fn stdout_and_stderr_are_kept_apart() {
-    support::block_on(async {
-        let Some((engine, image)) = support::docker_and_image().await else {
-            return;
-        };
+    support::with_docker(async |engine, image| {
         let script = "echo to-stdout; echo to-stderr >&2";
-        let output = engine
-            .run(&image, &["sh", "-c", script])
+        let output = support::run_once(engine, image, &["sh", "-c", script])
             .await
             .unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(output.exit_code, 0, "{output:?}");
@@ -45,12 +37,8 @@ fn stdout_and_stderr_are_kept_apart() {
 
 #[test]
 fn a_failing_command_reports_its_exit_code_and_leaves_no_container() {
-    support::block_on(async {
-        let Some((engine, image)) = support::docker_and_image().await else {
-            return;
-        };
-        let output = engine
-            .run(&image, &["sh", "-c", "exit 3"])
+    support::with_docker(async |engine, image| {
+        let output = support::run_once(engine, image, &["sh", "-c", "exit 3"])
             .await
             .unwrap_or_else(|error| panic!("{error}"));
 
@@ -68,17 +56,14 @@ fn a_failing_command_reports_its_exit_code_and_leaves_no_container() {
 
 #[test]
 fn a_cancelled_run_still_removes_its_container() {
-    support::block_on(async {
-        let Some((engine, image)) = support::docker_and_image().await else {
-            return;
-        };
+    support::with_docker(async |engine, image| {
         // Drop the run while `sleep` runs, as a Ctrl-C or an outer timeout would.
         let while_running = async {
             tokio::time::sleep(Duration::from_secs(3)).await;
             engine.session_containers().await
         };
         let running = tokio::select! {
-            output = engine.run(&image, &["sleep", "300"]) => panic!("`sleep 300` returned: {output:?}"),
+            output = support::run_once(engine, image, &["sleep", "300"]) => panic!("`sleep 300` returned: {output:?}"),
             running = while_running => running.unwrap_or_else(|error| panic!("{error}")),
         };
 
@@ -100,16 +85,13 @@ fn a_cancelled_run_still_removes_its_container() {
 
 #[test]
 fn a_missing_image_is_reported_as_such() {
-    support::block_on(async {
-        let Some(engine) = support::require_docker().await else {
-            return;
-        };
+    support::with_daemon(async |engine| {
         let image = "layer-tools/no-such-image:never-built";
         assert!(!engine
             .image_exists(image)
             .await
             .unwrap_or_else(|error| panic!("{error}")));
-        match engine.run(image, &["true"]).await {
+        match support::run_once(engine, image, &["true"]).await {
             Err(Error::NoSuchImage { image: reported }) => assert_eq!(reported, image),
             other => panic!("expected Error::NoSuchImage, got {other:?}"),
         }

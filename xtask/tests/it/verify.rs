@@ -3,7 +3,7 @@
 //! extension modules, wheel metadata, layout mistakes, the `verify-layer` command on a zip, and
 //! the import smoke test in the stand-in build image.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -400,10 +400,7 @@ fn verify_layer_checks_a_zip_and_exits_1_on_errors() {
 /// a clean one imports.
 #[test]
 fn broken_imports_are_reported_from_the_build_image() {
-    support::block_on(async {
-        let Some((engine, image)) = support::docker_and_image().await else {
-            return;
-        };
+    support::with_docker(async |engine, image| {
         let layer = tempfile::tempdir().unwrap();
         let dist = |name: &str, top_level: &str| {
             write(
@@ -434,7 +431,7 @@ fn broken_imports_are_reported_from_the_build_image() {
         dist("fine", "fine\n");
 
         let started = std::time::Instant::now();
-        let (outcome, diagnostics) = verify::import_smoke_test(&engine, &image, layer.path())
+        let (outcome, diagnostics) = verify::import_smoke_test(engine, image, layer.path())
             .await
             .unwrap();
         eprintln!("import test took {:?}", started.elapsed());
@@ -465,13 +462,10 @@ fn broken_imports_are_reported_from_the_build_image() {
 
 #[test]
 fn a_container_mounted_before_the_layer_exists_sees_it() {
-    support::block_on(async {
-        let Some((engine, image)) = support::docker_and_image().await else {
-            return;
-        };
+    support::with_docker(async |engine, image| {
         let layer = tempfile::tempdir().unwrap();
         let other = tempfile::tempdir().unwrap();
-        let ready = verify::LayerContainer::mount(&engine, &image, layer.path())
+        let ready = verify::LayerContainer::mount(engine, image, layer.path())
             .await
             .expect("a local daemon mounts the directory");
         // Filled after the container started, as a build fills its staging directory.
@@ -483,18 +477,18 @@ fn a_container_mounted_before_the_layer_exists_sees_it() {
         );
         write(layer.path(), "python/late-1.0.dist-info/RECORD", "");
         let (outcome, diagnostics) =
-            verify::import_smoke_test_in(&engine, &image, layer.path(), Some(ready))
+            verify::import_smoke_test_in(engine, image, layer.path(), Some(ready))
                 .await
                 .unwrap();
         assert_eq!(outcome.imported, ["late"]);
         assert!(diagnostics.is_empty(), "{diagnostics:?}");
 
         // A container mounting another directory is not used for this one.
-        let elsewhere = verify::LayerContainer::mount(&engine, &image, other.path())
+        let elsewhere = verify::LayerContainer::mount(engine, image, other.path())
             .await
             .expect("mount");
         let (outcome, _) =
-            verify::import_smoke_test_in(&engine, &image, layer.path(), Some(elsewhere))
+            verify::import_smoke_test_in(engine, image, layer.path(), Some(elsewhere))
                 .await
                 .unwrap();
         assert_eq!(outcome.imported, ["late"]);
@@ -503,14 +497,11 @@ fn a_container_mounted_before_the_layer_exists_sees_it() {
 
 #[test]
 fn a_mount_that_shows_nothing_falls_back_to_a_copy() {
-    support::block_on(async {
-        let Some((engine, image)) = support::docker_and_image().await else {
-            return;
-        };
+    support::with_docker(async |engine, image| {
         let parent = tempfile::tempdir().unwrap();
         let layer = parent.path().join("layer");
         std::fs::create_dir(&layer).unwrap();
-        let ready = verify::LayerContainer::mount(&engine, &image, &layer)
+        let ready = verify::LayerContainer::mount(engine, image, &layer)
             .await
             .expect("mount");
         // The mounted directory is replaced: the container keeps seeing the old, empty one, as
@@ -521,7 +512,7 @@ fn a_mount_that_shows_nothing_falls_back_to_a_copy() {
         write(&layer, "python/late-1.0.dist-info/top_level.txt", "late\n");
         write(&layer, "python/late-1.0.dist-info/RECORD", "");
         let (outcome, diagnostics) =
-            verify::import_smoke_test_in(&engine, &image, &layer, Some(ready))
+            verify::import_smoke_test_in(engine, image, &layer, Some(ready))
                 .await
                 .unwrap();
         assert_eq!(outcome.imported, ["late"]);

@@ -1,7 +1,7 @@
 //! End-to-end tests of `cargo xtask build-layer` with the stand-in build image: the real binary,
 //! a real Docker daemon, the real seed layer (cfnresponse, pandas, requests from PyPI).
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -90,7 +90,7 @@ const SMALL_LAYER: &str = "version: 0.2\nphases:\n  build:\n    commands:\n     
 
 #[test]
 fn a_small_layer_builds_deterministically_and_a_rebuild_is_a_no_op() {
-    if support::block_on(support::require_docker()).is_none() {
+    if !support::docker_ready() {
         return;
     }
     let dir = project(SMALL_LAYER, &[("src/mod.py", "VALUE = 1\n")]);
@@ -139,7 +139,7 @@ fn a_small_layer_builds_deterministically_and_a_rebuild_is_a_no_op() {
 
 #[test]
 fn a_failing_build_writes_no_zip_and_exits_non_zero() {
-    if support::block_on(support::require_docker()).is_none() {
+    if !support::docker_ready() {
         return;
     }
     let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p layer/python && touch layer/python/x.py\n      - 'false'\n  post_build:\n    commands:\n      - echo \"post_build sees $CODEBUILD_BUILD_SUCCEEDING\"\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
@@ -183,7 +183,7 @@ fn secrets_without_values_fail_before_any_container() {
 
 #[test]
 fn secret_values_are_masked_in_the_log() {
-    if support::block_on(support::require_docker()).is_none() {
+    if !support::docker_ready() {
         return;
     }
     let spec = "version: 0.2\nenv:\n  parameter-store:\n    DB_PASS: /db/pass\nphases:\n  build:\n    commands:\n      - echo \"password is $DB_PASS\"\n      - mkdir -p layer/python && touch layer/python/x.py\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
@@ -197,7 +197,7 @@ fn secret_values_are_masked_in_the_log() {
 
 #[test]
 fn a_single_zip_artifact_is_the_layer() {
-    if support::block_on(support::require_docker()).is_none() {
+    if !support::docker_ready() {
         return;
     }
     let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p build/python && echo 'X = 1' > build/python/m.py\n      - cd build && zip -q -r ../layer.zip python\nartifacts:\n  files:\n    - layer.zip\n";
@@ -215,7 +215,7 @@ fn a_single_zip_artifact_is_the_layer() {
 
 #[test]
 fn sigint_mid_build_removes_the_container_and_writes_no_zip() {
-    if support::block_on(support::require_docker()).is_none() {
+    if !support::docker_ready() {
         return;
     }
     let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p layer/python && touch layer/python/x.py\n      - sleep 60\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
@@ -258,7 +258,7 @@ fn sigint_mid_build_removes_the_container_and_writes_no_zip() {
 
 #[test]
 fn the_seed_layer_builds_with_python_at_the_zip_root() {
-    if support::block_on(support::require_docker()).is_none() {
+    if !support::docker_ready() {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -319,7 +319,7 @@ fn the_seed_layer_builds_with_python_at_the_zip_root() {
 
 #[test]
 fn a_layer_that_fails_verification_fails_the_build_and_is_marked_in_the_manifest() {
-    if support::block_on(support::require_docker()).is_none() {
+    if !support::docker_ready() {
         return;
     }
     let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p layer/python/broken layer/python/broken-1.0.dist-info\n      - echo \"raise ImportError('boom')\" > layer/python/broken/__init__.py\n      - echo broken > layer/python/broken-1.0.dist-info/top_level.txt\n      - echo 'broken/__init__.py,,' > layer/python/broken-1.0.dist-info/RECORD\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
@@ -346,7 +346,7 @@ fn a_layer_that_fails_verification_fails_the_build_and_is_marked_in_the_manifest
 
 #[test]
 fn secondary_artifacts_and_reports_land_in_the_out_dir() {
-    if support::block_on(support::require_docker()).is_none() {
+    if !support::docker_ready() {
         return;
     }
     let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p layer/python docs out\n      - echo 'A = 1' > layer/python/a.py\n      - echo hello > docs/readme.txt\n      - echo '<testsuite/>' > out/junit.xml\nreports:\n  unit:\n    base-directory: out\n    files: ['*.xml']\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n  secondary-artifacts:\n    docs:\n      files: ['docs/*']\n";
@@ -373,7 +373,7 @@ fn secondary_artifacts_and_reports_land_in_the_out_dir() {
 
 #[test]
 fn a_python_the_image_does_not_have_fails_with_a_clear_message() {
-    if support::block_on(support::require_docker()).is_none() {
+    if !support::docker_ready() {
         return;
     }
     let spec = "version: 0.2\nphases:\n  install:\n    runtime-versions:\n      python: \"3.11\"\n  build:\n    commands:\n      - echo never\nartifacts:\n  files: ['python/**/*']\n";
@@ -392,7 +392,7 @@ fn a_python_the_image_does_not_have_fails_with_a_clear_message() {
 
 #[test]
 fn cache_paths_persist_between_builds_unless_disabled() {
-    if support::block_on(support::require_docker()).is_none() {
+    if !support::docker_ready() {
         return;
     }
     let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p /root/.cache/xtask-test layer/python && touch layer/python/x.py\n      - if [ -f /root/.cache/xtask-test/mark ]; then echo cache=warm; else echo cache=cold; fi\n      - echo $CODEBUILD_BUILD_NUMBER > /root/.cache/xtask-test/mark\n      - echo sources-on=$(grep ' /codebuild/output ' /proc/mounts | cut -d' ' -f3)\ncache:\n  paths:\n    - '/root/.cache/xtask-test/**/*'\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
@@ -422,7 +422,7 @@ fn cache_paths_persist_between_builds_unless_disabled() {
 
 #[test]
 fn host_proxy_and_ca_are_forwarded_but_aws_credentials_are_not() {
-    if support::block_on(support::require_docker()).is_none() {
+    if !support::docker_ready() {
         return;
     }
     let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo \"proxy=${HTTPS_PROXY:-none} key=${AWS_ACCESS_KEY_ID:-none}\"\n      - if [ -s /tmp/xtask-host-ca/ca-bundle.crt ]; then echo \"ca=$PIP_CERT\"; else echo ca=absent; fi\n      - mkdir -p layer/python && touch layer/python/x.py\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
@@ -459,7 +459,7 @@ fn host_proxy_and_ca_are_forwarded_but_aws_credentials_are_not() {
 
 #[test]
 fn a_second_build_of_the_same_layer_fails_at_once() {
-    if support::block_on(support::require_docker()).is_none() {
+    if !support::docker_ready() {
         return;
     }
     let dir = project(SMALL_LAYER, &[("src/mod.py", "VALUE = 1\n")]);
@@ -492,7 +492,7 @@ fn an_unreachable_docker_daemon_is_one_clear_line() {
 
 #[test]
 fn top_level_run_as_runs_the_commands_as_that_user() {
-    if support::block_on(support::require_docker()).is_none() {
+    if !support::docker_ready() {
         return;
     }
     let spec = "version: 0.2\nrun-as: nobody\nphases:\n  build:\n    commands:\n      - echo \"user=$(id -un)\"\n      - mkdir -p layer/python && touch layer/python/x.py\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
@@ -518,8 +518,7 @@ fn per_phase_run_as_is_refused_before_any_container() {
 
 #[test]
 fn resolve_secrets_fetches_parameter_store_and_secrets_manager_values_from_aws() {
-    if support::moto_endpoint().is_none() || support::block_on(support::require_docker()).is_none()
-    {
+    if support::moto_endpoint().is_none() || !support::docker_ready() {
         return;
     }
     let unique = format!("xt-{}-{}", std::process::id(), xtask::util::unix_millis());
@@ -568,7 +567,7 @@ fn resolve_secrets_fetches_parameter_store_and_secrets_manager_values_from_aws()
 
 #[test]
 fn running_out_of_space_in_memory_points_to_scratch_on_disk() {
-    if support::block_on(support::require_docker()).is_none() {
+    if !support::docker_ready() {
         return;
     }
     let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo cp write error, No space left on device && false\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
@@ -588,7 +587,7 @@ fn running_out_of_space_in_memory_points_to_scratch_on_disk() {
 
 #[test]
 fn without_the_cache_a_cache_path_keeps_what_the_image_has_there() {
-    if support::block_on(support::require_docker()).is_none() {
+    if !support::docker_ready() {
         return;
     }
     let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - test -d /etc/ssl/certs && echo image-files=visible\n      - mkdir -p /root/.cache/fresh layer/python && touch layer/python/x.py\n      - ls -A /root/.cache/fresh | wc -l | sed 's/^/fresh-entries=/'\ncache:\n  paths:\n    - '/etc/ssl/**/*'\n    - '/root/.cache/fresh/**/*'\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
