@@ -19,3 +19,33 @@ pub use select::{Selection, SelectionError};
 pub use tree::{ExtractError, ExtractSummary};
 pub use unzip::unzip;
 pub use zip::{write_zip, ZipOptions, ZipSummary};
+
+/// Whether `id` is what CodeBuild accepts as an artifact identifier: letters, digits and `_`
+/// (it names a directory and a zip on the host, so nothing else may pass).
+pub fn is_identifier(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// [`is_identifier`], as an error naming the identifier.
+pub fn check_identifier(id: &str) -> anyhow::Result<()> {
+    if is_identifier(id) {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "`{id}` is not a valid artifact identifier: use letters, digits and underscores"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_letters_digits_and_underscores() {
+        assert!(is_identifier("docs_2"));
+        for bad in ["", "/home/u/.ssh", "../x", "a-b", "a.b", "a b"] {
+            assert!(!is_identifier(bad), "{bad}");
+        }
+    }
+}

@@ -1,16 +1,20 @@
-//! `cargo xtask build-layer`: runs `buildspec.yml` in the build image through the Docker Engine
-//! API with CodeBuild's semantics, then turns the artifact into a deterministic layer zip plus the
-//! manifest `deploy` reads.
+//! `cargo xtask build-layer`: runs `buildspec.yml` in the build image with CodeBuild's semantics,
+//! then turns the artifact into a verified, deterministic layer zip plus the manifest `deploy`
+//! reads.
 //!
-//! parse + lint → settings → source → (no-op check) → container → driver → artifact → zip.
+//! A build moves through typed stages, data flowing one way:
+//! settings (flags, template, lint) → inputs (variables, secrets, source, image) →
+//! [`prepare`] (pure: a [`prepare::Plan`]) → no-op check → [`execute`] (an executor runs the
+//! phases: [`docker`] today) → [`package`] (verify, zip, manifest) → [`summary`] (built once).
 
-mod cache;
-mod container;
+mod docker;
+pub mod driver;
+mod execute;
+mod image;
 mod key;
 mod log;
-mod mounts;
-mod outputs;
-mod run;
+mod package;
+pub mod prepare;
 mod secrets;
 mod settings;
 mod source;
@@ -19,10 +23,28 @@ pub mod summary;
 mod variables;
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
-pub use settings::Settings;
+use anyhow::{bail, Context as _};
+
+use docker::DockerExecutor;
+use execute::{Executor, Outcome};
+use log::Log;
+use package::Packaged;
+use prepare::{HostConfig, Inputs, Options, Plan, UserInput};
+use settings::Settings;
+use source::Source;
+use staging::Staging;
+use summary::Summary;
+use variables::{Invocation, UserVariables};
+
+pub use docker::report_dir_name;
+
+use crate::engine::Engine;
+use crate::runtime::Runtime;
+use crate::verify::{ImportTest, LayerContainer};
 
 /// Build the layer: run the buildspec in the build image exactly as CodeBuild would, then write a
 /// deterministic `<out-dir>/<LayerName>.zip` and its manifest.
@@ -34,13 +56,17 @@ pub struct BuildLayer {
     /// The source directory sent into the container [default: the workspace root].
     #[arg(long)]
     pub source: Option<PathBuf>,
-    /// The layer template [default: template.yaml in the source directory].
+    /// The layer template [default: template.yaml or template.yml in the source directory].
     #[arg(long)]
     pub template: Option<PathBuf>,
+    /// Which of the template's layers to build, when it has several.
+    #[arg(long)]
+    pub layer_name: Option<String>,
     /// Build image [default: public.ecr.aws/sam/build-<runtime>:latest-<arch>].
     #[arg(long, env = "LAYER_BUILD_IMAGE")]
     pub image: Option<String>,
-    /// Target runtime, e.g. python3.12 [default: the template's first CompatibleRuntimes entry].
+    /// Target runtime, e.g. python3.12 [default: the template's first CompatibleRuntimes entry,
+    /// else the buildspec's runtime-versions, else the image's Python].
     #[arg(long)]
     pub runtime: Option<String>,
     /// Target architecture [default: the template's CompatibleArchitectures, else x86_64].
@@ -85,27 +111,256 @@ pub struct BuildLayer {
 }
 
 impl BuildLayer {
-    /// The build, for callers already inside a tokio runtime (deploy --build). With `json` set the
-    /// log goes to stderr and nothing is printed on stdout.
-    pub async fn build(self) -> anyhow::Result<summary::Summary> {
-        run::build(self).await
-    }
-
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let runtime = tokio::runtime::Runtime::new()?;
         let json = self.json;
-        let outcome = runtime.block_on(run::build(self));
-        // Containers are removed by now (explicitly or by their guards); exit codes follow the
-        // shell's conventions for signals.
-        match outcome {
-            Ok(summary) => {
-                if json {
-                    let mut out = std::io::stdout();
-                    writeln!(out, "{}", summary.to_json())?;
-                }
-                Ok(ExitCode::from(summary.exit_code()))
-            }
-            Err(e) => Err(e),
+        let summary = runtime.block_on(build(self))?;
+        // Containers are removed by now (explicitly or by their guards).
+        if json {
+            writeln!(std::io::stdout(), "{}", summary.to_json())?;
+        } else {
+            summary.print();
         }
+        Ok(ExitCode::from(summary.exit_code()))
+    }
+}
+
+/// One build, stage by stage. With `json` set the log goes to stderr and nothing is printed on
+/// stdout (callers inside a tokio runtime, such as `deploy --build`, use it directly).
+pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let settings = Settings::resolve(&flags)?;
+    let log = Log::new(flags.json);
+    for warning in &settings.warnings {
+        log.line(&warning.headline());
+    }
+    let user = user_input(&flags, &settings).await?;
+    let log = log.masking(variables::Masker::new(&user.secrets));
+    let source = Source::discover(&settings.source_dir)?;
+    let engine = Engine::connect().await?;
+    let image = image::inspect(&engine, &settings.image, &log).await?;
+    let runtime = target_runtime(&settings, &image, &log)?;
+    let invocation = Invocation::now(&settings.out_dir);
+    let plan = prepare::plan(Inputs {
+        settings: &settings,
+        image: &image,
+        runtime,
+        user,
+        host: HostConfig::from_env(!flags.no_host_network_config, flags.pass_aws_credentials),
+        source: source.pack()?,
+        source_files: source.files.len(),
+        git_revision: source.git_revision.clone(),
+        invocation: invocation.clone(),
+        options: options(&flags),
+    })?;
+    if let Some(manifest) = plan.up_to_date().filter(|_| !flags.force) {
+        log.line(&format!(
+            "up to date: {} (sha256 {})",
+            plan.zip_path().display(),
+            manifest.sha256
+        ));
+        return Ok(Summary::up_to_date(&plan, &manifest, started.elapsed()));
+    }
+    let _lock = lock_out_dir(&plan.out_dir)?;
+    invocation.record(&plan.out_dir);
+    let log = log.masking(plan.masker.clone());
+    tokio::select! {
+        result = execute_and_package(&plan, &engine, &log) => {
+            let (outcome, packaged) = result?;
+            Ok(Summary::new(&plan, outcome, packaged, started.elapsed()))
+        }
+        code = interrupted() => {
+            stop(&plan, &engine, &log, code).await;
+            Ok(Summary::interrupted(code, started.elapsed()))
+        }
+    }
+}
+
+/// After a signal: the work future (and its containers' guards) has been dropped; remove the
+/// containers explicitly too, since the process exits right after, and the zips that wait for a
+/// manifest that will not come.
+async fn stop(plan: &Plan, engine: &Engine, log: &Log, code: u8) {
+    log.line(&format!(
+        "interrupted: removing the build container (exit {code})"
+    ));
+    if let Err(e) = engine.remove_session_containers().await {
+        log.warning(&e.to_string());
+    }
+    package::remove_pending(plan);
+}
+
+/// The executor runs the phases while the import test's container starts beside it; then the
+/// layer is packaged, and the executor's clean-up awaited.
+async fn execute_and_package(
+    plan: &Plan,
+    engine: &Engine,
+    log: &Log,
+) -> anyhow::Result<(Outcome, Option<Packaged>)> {
+    let staging = Staging::create(&plan.out_dir)?;
+    let primary = staging.primary();
+    let (started_tx, started) = tokio::sync::oneshot::channel();
+    // Started once the build container is up (both at once delays the build); never if the
+    // build does not get that far.
+    let import_container = async {
+        match (plan.options.import_test, started.await) {
+            (true, Ok(())) => LayerContainer::mount(engine, &plan.image, &primary).await,
+            _ => None,
+        }
+    };
+    let executor = DockerExecutor { engine, log };
+    let (ready, outcome) = tokio::join!(
+        import_container,
+        executor.execute(plan, staging, started_tx)
+    );
+    let mut outcome = outcome?;
+    let import_test = match plan.options.import_test {
+        true => ImportTest::Run {
+            engine,
+            image: &plan.image,
+            ready,
+        },
+        false => ImportTest::Skip,
+    };
+    let packaged = match &outcome.artifacts {
+        Some(artifacts) => Some(package::package(plan, artifacts, import_test, log).await),
+        None => None,
+    };
+    if let Some(warning) = outcome.finish_cleanup().await {
+        log.warning(&warning);
+    }
+    Ok((outcome, packaged.transpose()?))
+}
+
+fn options(flags: &BuildLayer) -> Options {
+    Options {
+        cache: !flags.no_cache,
+        import_test: !flags.no_import_test,
+        scratch_on_disk: flags.scratch_on_disk,
+    }
+}
+
+/// The runtime the build targets: the one settings chose, which the image's Python must be, or
+/// else the image's Python, or else the default (with a warning).
+fn target_runtime(
+    settings: &Settings,
+    image: &image::ImageFacts,
+    log: &Log,
+) -> anyhow::Result<&'static Runtime> {
+    let image_runtime = image
+        .python
+        .and_then(|(major, minor)| Runtime::for_python_version(&format!("{major}.{minor}")));
+    match (settings.runtime.runtime, image.python) {
+        (Some(chosen), Some((major, minor))) if chosen.python != (major, minor) => {
+            let asked = match &settings.runtime.requested {
+                Some(version) => format!("; runtime-versions asks for python {version}"),
+                None => String::new(),
+            };
+            bail!(
+                "the build targets {} ({}{asked}) but the image {} has Python {major}.{minor}: SAM build images cannot switch runtimes (CodeBuild's curated images would install it); use --image {} or --runtime python{major}.{minor}",
+                chosen.id,
+                settings.runtime.from,
+                settings.image,
+                chosen.build_image_for(&settings.arch),
+            )
+        }
+        (Some(chosen), _) => Ok(chosen),
+        (None, _) if image_runtime.is_some() => {
+            let runtime = image_runtime.unwrap_or_else(crate::layer::default_runtime);
+            log.line(&format!("target runtime: {} (the image's Python; --runtime or the template's CompatibleRuntimes name it explicitly)", runtime.id));
+            Ok(runtime)
+        }
+        (None, _) => {
+            let runtime = crate::layer::default_runtime();
+            log.warning(&format!("no runtime given (--runtime, the template's CompatibleRuntimes, the buildspec's runtime-versions) and the image has no Lambda Python: building for {}", runtime.id));
+            Ok(runtime)
+        }
+    }
+}
+
+/// The buildspec's variables, then the stores' (fetched with --resolve-secrets), the env file and
+/// --env; and which values are secrets.
+async fn user_input(flags: &BuildLayer, settings: &Settings) -> anyhow::Result<UserInput> {
+    let env_file = match &flags.env_file {
+        Some(path) => variables::read_env_file(path)?,
+        None => Vec::new(),
+    };
+    let mut user = UserVariables {
+        buildspec: &settings.buildspec,
+        env_file,
+        cli: flags.env.clone(),
+        stores: Vec::new(),
+    };
+    let missing = user.unresolved_secrets();
+    if !missing.is_empty() && flags.resolve_secrets {
+        let mut wanted = settings.buildspec.env.clone();
+        wanted
+            .parameter_store
+            .retain(|(name, _)| missing.contains(&name.value));
+        wanted
+            .secrets_manager
+            .retain(|(name, _)| missing.contains(&name.value));
+        user.stores = secrets::resolve(&wanted).await?;
+    } else if !missing.is_empty() {
+        bail!(
+            "the buildspec reads {} from Parameter Store / Secrets Manager: pass --resolve-secrets to fetch them with your AWS credentials, or each value with --env NAME=value or --env-file FILE",
+            missing.join(", ")
+        );
+    }
+    Ok(UserInput {
+        variables: user.merged(),
+        secrets: user.secret_values(),
+    })
+}
+
+/// One build of a project at a time: a second one fails at once instead of racing on the zip.
+pub fn lock_out_dir(out_dir: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create the out-dir {}", out_dir.display()))?;
+    let path = out_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("the out-dir {} is not writable", out_dir.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            bail!(
+                "another build of this layer is running (lock: {})",
+                path.display()
+            )
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+/// Resolves with the shell's exit code for the first SIGINT (130) or SIGTERM (143).
+async fn interrupted() -> u8 {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return wait_ctrl_c().await,
+        };
+        tokio::select! {
+            code = wait_ctrl_c() => code,
+            _ = term.recv() => 143,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        wait_ctrl_c().await
+    }
+}
+
+async fn wait_ctrl_c() -> u8 {
+    match tokio::signal::ctrl_c().await {
+        Ok(()) => 130,
+        // No signal handling available: never resolve, let the build finish.
+        Err(_) => std::future::pending().await,
     }
 }

@@ -11,18 +11,18 @@ mod s3;
 mod settings;
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde::Serialize;
 
-pub use settings::{validate_layer_name, SamConfig, Settings, MAX_DESCRIPTION_CHARS};
+pub use settings::{SamConfig, Settings};
 
 use crate::manifest::Manifest;
 use crate::progress::Progress;
 
 /// The most Lambda accepts as an inline (ZipFile) upload: 50 MiB.
-pub const INLINE_LIMIT: u64 = 52_428_800;
+pub const INLINE_LIMIT: u64 = crate::layer::MAX_INLINE_ZIP_BYTES;
 
 /// Publish the layer build-layer made (`<out-dir>/<LayerName>.zip` and its manifest) as a new
 /// Lambda layer version, only when its content changed.
@@ -161,7 +161,7 @@ impl Deploy {
             json: true,
             ..crate::build::BuildLayer::default()
         };
-        let summary = flags.build().await?;
+        let summary = crate::build::build(flags).await?;
         if !summary.succeeded {
             anyhow::bail!("build-layer failed: nothing was deployed");
         }
@@ -175,7 +175,7 @@ impl Deploy {
         }
         let settings = Settings::resolve(self)?;
         let (manifest_path, manifest) = read_manifest(&settings.manifest_candidates)?;
-        let zip = check_zip(&manifest_path, &manifest)?;
+        let zip = manifest.check_zip(&manifest_path)?;
         let compatible_runtimes = if settings.compatible_runtimes.is_empty() {
             manifest.compatible_runtimes.clone()
         } else {
@@ -341,39 +341,6 @@ fn read_manifest(candidates: &[PathBuf]) -> anyhow::Result<(PathBuf, Manifest)> 
         );
     }
     Ok((path.clone(), manifest))
-}
-
-/// The zip beside the manifest, checked to be the bytes the manifest describes. (Whether the
-/// sources changed since the build would need the build's inputs: `cargo xtask build-layer` is a
-/// no-op when they did not, so running it before deploy is the full check.)
-fn check_zip(manifest_path: &Path, manifest: &Manifest) -> anyhow::Result<PathBuf> {
-    let zip = manifest_path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(&manifest.zip);
-    if !zip.is_file() {
-        anyhow::bail!(
-            "the layer zip {} named by {} is missing: run `cargo xtask build-layer`",
-            zip.display(),
-            manifest_path.display()
-        );
-    }
-    let (sha256, code_sha256, size) = crate::artifacts::zip::hash_file(&zip)?;
-    if sha256 != manifest.sha256 || size != manifest.zipped_bytes {
-        anyhow::bail!(
-            "the layer zip {} no longer matches its manifest (stale build output): run \
-             `cargo xtask build-layer`",
-            zip.display()
-        );
-    }
-    if code_sha256 != manifest.code_sha256 {
-        anyhow::bail!(
-            "the build manifest {} is corrupt (its code_sha256 does not match its sha256): rebuild \
-             with `cargo xtask build-layer --force`",
-            manifest_path.display()
-        );
-    }
-    Ok(zip)
 }
 
 impl Outcome {

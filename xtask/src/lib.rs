@@ -1,9 +1,11 @@
 //! The layer tool behind `cargo xtask`: build, lint and publish AWS Lambda Python layers so that a
 //! local build and the CodeBuild build in CI are the same build.
 //!
-//! Data flows one way: `buildspec`/`template` (parsed models with source positions) → `lint` →
-//! (later: plan → engine → artifacts → verify → zip → publish). `diagnostic` is the one type every
-//! stage reports problems with; `report` renders it.
+//! Data flows one way: `buildspec`/`template` (parsed models with source positions) → `layer`
+//! (the one resolution of what is built) → `lint`; `build` (prepare → execute → package) →
+//! `verify` → `manifest` → `deploy`. `diagnostic` is the one type every stage reports problems
+//! with; `report` renders it. Only `engine` talks to Docker; only `aws` (and what it serves) to
+//! AWS.
 
 pub mod artifacts;
 pub mod aws;
@@ -12,9 +14,9 @@ pub mod buildspec;
 pub mod deploy;
 pub mod diagnostic;
 pub mod engine;
+pub mod layer;
 pub mod lint;
 pub mod manifest;
-pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod rules;

@@ -87,7 +87,7 @@ impl LintBuildspec {
             cross_checks: !self.no_cross_checks,
             template: match &self.template {
                 Some(p) => TemplatePath::Explicit(p.clone()),
-                None => beside(&["template.yaml", "template.yml"])
+                None => crate::layer::find_template(None, &dir)
                     .map_or(TemplatePath::None, TemplatePath::Found),
             },
             codebuild: match &self.codebuild {

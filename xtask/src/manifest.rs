@@ -1,7 +1,7 @@
 //! The build manifest: the one contract between `build-layer` (writes it beside the zip) and
 //! `deploy` (reads it). Plain, versioned JSON.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
@@ -44,6 +44,54 @@ pub struct Verification {
 }
 
 impl Manifest {
+    /// The zip this manifest describes: the file `zip` names, beside the manifest. A name that is
+    /// not a plain file name (a path, `..`) names nothing.
+    pub fn zip_beside(&self, manifest_path: &Path) -> Option<PathBuf> {
+        let plain = !self.zip.is_empty()
+            && !self.zip.contains(['/', '\\'])
+            && self.zip != "."
+            && self.zip != "..";
+        plain.then(|| {
+            manifest_path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join(&self.zip)
+        })
+    }
+
+    /// The zip beside the manifest, checked to be the bytes it describes (size and SHA-256):
+    /// the one answer to "is this still the built layer" for build's no-op check and deploy.
+    pub fn check_zip(&self, manifest_path: &Path) -> anyhow::Result<PathBuf> {
+        let Some(zip) = self.zip_beside(manifest_path).filter(|z| z.is_file()) else {
+            anyhow::bail!(
+                "the layer zip {} named by {} is missing: run `cargo xtask build-layer`",
+                self.zip,
+                manifest_path.display()
+            );
+        };
+        let (sha256, code_sha256, size) = crate::artifacts::zip::hash_file(&zip)?;
+        if sha256 != self.sha256 || size != self.zipped_bytes {
+            anyhow::bail!(
+                "the layer zip {} no longer matches its manifest (stale build output): run \
+                 `cargo xtask build-layer`",
+                zip.display()
+            );
+        }
+        if code_sha256 != self.code_sha256 {
+            anyhow::bail!(
+                "the build manifest {} is corrupt (its code_sha256 does not match its sha256): \
+                 rebuild with `cargo xtask build-layer --force`",
+                manifest_path.display()
+            );
+        }
+        Ok(zip)
+    }
+
+    /// Whether [`Manifest::check_zip`] passes.
+    pub fn describes_zip_beside(&self, manifest_path: &Path) -> bool {
+        self.check_zip(manifest_path).is_ok()
+    }
+
     pub fn read(path: &Path) -> anyhow::Result<Manifest> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the build manifest {}", path.display()))?;

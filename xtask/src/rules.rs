@@ -66,6 +66,8 @@ rules! {
     BLOAT = "BS308" "bloat" Warning "Tests, docs or examples shipped in the layer.";
     SHADOWS_RUNTIME_SDK = "BS309" "shadows-runtime-sdk" Warning "boto3/botocore in the layer shadow the copy the runtime provides.";
     IMPORT_FAILED = "BS310" "import-failed" Error "A top-level module of the layer does not import with only the layer on sys.path.";
+    LAYER_TOO_LARGE = "BS311" "layer-too-large" Error "The layer unzipped is over Lambda's 262,144,000-byte limit for a function and all its layers.";
+    OVER_INLINE_LIMIT = "BS312" "over-inline-limit" Warning "The zip is over 52,428,800 bytes: it cannot be uploaded inline and goes through S3.";
 }
 
 #[cfg(test)]

@@ -25,10 +25,10 @@ pub use import::{
 
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::engine::Engine;
+use crate::layer::{self, LayerTarget, Wanted};
 use crate::manifest::Verification;
 use crate::report::{self, Format};
-use crate::runtime::{Runtime, ARCHITECTURES, RUNTIMES};
-use crate::template::Template;
+use crate::runtime::Runtime;
 
 /// What a layer claims to run on: its CompatibleRuntimes and CompatibleArchitectures.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,30 +44,14 @@ impl Target {
         runtimes: &[R],
         architectures: &[A],
     ) -> anyhow::Result<Target> {
-        let mut target = Target {
-            runtimes: Vec::new(),
-            architectures: Vec::new(),
-        };
-        for id in runtimes {
-            let id = id.as_ref();
-            let Some(runtime) = Runtime::find(id) else {
-                let known: Vec<_> = RUNTIMES.iter().map(|r| r.id).collect();
-                bail!("unknown runtime `{id}` (supported: {})", known.join(", "));
-            };
-            if !target.runtimes.contains(&runtime) {
-                target.runtimes.push(runtime);
-            }
-        }
-        for arch in architectures {
-            let arch = arch.as_ref();
-            if !ARCHITECTURES.contains(&arch) {
-                bail!("unknown architecture `{arch}` (use x86_64 or arm64)");
-            }
-            if !target.architectures.iter().any(|a| a == arch) {
-                target.architectures.push(arch.to_string());
-            }
-        }
-        Ok(target)
+        let architectures: Vec<String> = architectures
+            .iter()
+            .map(|a| a.as_ref().to_string())
+            .collect();
+        Ok(Target {
+            runtimes: layer::runtimes(runtimes)?,
+            architectures: layer::architectures(architectures)?,
+        })
     }
 }
 
@@ -100,9 +84,56 @@ pub fn to_verification(diagnostics: &[Diagnostic]) -> Verification {
     }
 }
 
+/// Whether, and where, the import smoke test runs.
+#[allow(clippy::large_enum_variant)] // one value per build
+pub enum ImportTest<'a> {
+    Skip,
+    /// In a container of `image`; `ready` is one started ahead with the layer's directory
+    /// mounted (used when it mounts the tree being tested, else removed).
+    Run {
+        engine: &'a Engine,
+        image: &'a str,
+        ready: Option<LayerContainer>,
+    },
+}
+
+/// What the import test found.
+#[derive(Debug, Default)]
+pub struct ImportResult {
+    pub imported: Vec<String>,
+    /// One BS310 per module that did not import.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Runs the import smoke test on the tree at `dir`, unless skipped (`Ok(None)`). An error means
+/// the test itself could not run (Docker, the image), not that a module failed.
+pub async fn import_test(test: ImportTest<'_>, dir: &Path) -> anyhow::Result<Option<ImportResult>> {
+    let ImportTest::Run {
+        engine,
+        image,
+        ready,
+    } = test
+    else {
+        return Ok(None);
+    };
+    let (outcome, diagnostics) = import_smoke_test_in(engine, image, dir, ready)
+        .await
+        .context("the import smoke test could not run (--no-import-test skips it)")?;
+    Ok(Some(ImportResult {
+        imported: outcome.imported,
+        diagnostics,
+    }))
+}
+
+/// A zip of `zipped` bytes of the tree at `dir`, against the inline upload limit (BS312).
+pub fn zip_size(zipped: u64, dir: &Path) -> Option<Diagnostic> {
+    checks::zip_size(zipped, dir)
+}
+
 /// Check a built layer before it ships: native files against the runtimes' glibc and the
-/// architectures, CPython ABI and wheel tags, layout, and an import of every top-level module in
-/// the build image with only the layer on sys.path. Exits 1 when there are errors.
+/// architectures, CPython ABI and wheel tags, layout, size limits, and an import of every
+/// top-level module in the build image with only the layer on sys.path. Exits 1 when there are
+/// errors.
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifyLayer {
     /// The layer: a directory holding python/, or a zip [default: target/layer/<LayerName>.zip].
@@ -118,6 +149,9 @@ pub struct VerifyLayer {
     /// The layer template [default: template.yaml in the workspace root, when present].
     #[arg(long)]
     pub template: Option<PathBuf>,
+    /// Which of the template's layers, when it has several.
+    #[arg(long)]
+    pub layer_name: Option<String>,
     /// The image for the import test [default: the first runtime's SAM build image].
     #[arg(long, env = "LAYER_BUILD_IMAGE")]
     pub image: Option<String>,
@@ -131,65 +165,39 @@ pub struct VerifyLayer {
 
 impl VerifyLayer {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let template = self.read_template()?;
-        let layer = template
-            .as_ref()
-            .and_then(|t| t.layers().into_iter().next());
-        let declared = |list: Option<Vec<String>>| list.unwrap_or_default();
-        let runtimes = if self.runtimes.is_empty() {
-            let from_template = declared(layer.as_ref().map(|l| {
-                l.compatible_runtimes
-                    .iter()
-                    .filter_map(|r| r.ok().map(str::to_string))
-                    .collect()
-            }));
-            if from_template.is_empty() {
-                vec!["python3.9".to_string()]
-            } else {
-                from_template
-            }
-        } else {
-            self.runtimes.clone()
+        let root = crate::util::project_root();
+        let template = layer::read_template(self.template.as_deref(), &root)?;
+        let wanted = Wanted {
+            layer_name: self.layer_name.clone(),
+            runtimes: self.runtimes.clone(),
+            architectures: self.architectures.clone(),
+            ..Wanted::default()
         };
-        let architectures = if self.architectures.is_empty() {
-            let from_template = declared(layer.as_ref().map(|l| {
-                l.compatible_architectures
-                    .iter()
-                    .filter_map(|a| a.ok().map(str::to_string))
-                    .collect()
-            }));
-            if from_template.is_empty() {
-                vec!["x86_64".to_string()]
-            } else {
-                from_template
-            }
-        } else {
-            self.architectures.clone()
+        let mut resolved = LayerTarget::resolve(&wanted, template.as_ref())?;
+        if resolved.runtimes.is_empty() {
+            eprintln!(
+                "warning: no runtime given (--runtime, or the template's CompatibleRuntimes): checking for {}",
+                layer::DEFAULT_RUNTIME
+            );
+            resolved.runtimes = vec![layer::default_runtime()];
+        }
+        let target = Target {
+            runtimes: resolved.runtimes.clone(),
+            architectures: resolved.architectures.clone(),
         };
-        let target = Target::new(&runtimes, &architectures)?;
         let layer_path = match &self.layer {
             Some(path) => path.clone(),
-            None => {
-                let name = layer
-                    .as_ref()
-                    .and_then(|l| l.layer_name.as_ref())
-                    .and_then(|n| n.ok().map(str::to_string))
-                    .unwrap_or_else(|| "layer".to_string());
-                crate::util::project_root()
-                    .join("target")
-                    .join("layer")
-                    .join(format!("{name}.zip"))
-            }
+            None => resolved.zip_path(&root.join("target").join("layer")),
         };
-
         let unzipped;
-        let dir = if layer_path.is_dir() {
-            layer_path.clone()
+        let (dir, zipped) = if layer_path.is_dir() {
+            (layer_path.clone(), None)
         } else if layer_path.is_file() {
             unzipped = tempfile::tempdir().context("cannot create a temporary directory")?;
             crate::artifacts::unzip(&layer_path, unzipped.path(), true)
                 .with_context(|| format!("cannot unzip {}", layer_path.display()))?;
-            unzipped.path().to_path_buf()
+            let size = std::fs::metadata(&layer_path).map(|m| m.len()).ok();
+            (unzipped.path().to_path_buf(), size)
         } else {
             bail!(
                 "{} does not exist (give a layer directory or zip, or build one with `cargo xtask build-layer`)",
@@ -198,21 +206,13 @@ impl VerifyLayer {
         };
 
         let mut diagnostics = verify_tree(&dir, &target);
+        diagnostics.extend(zipped.and_then(|bytes| zip_size(bytes, &dir)));
         if !self.no_import_test {
             let image = self
                 .image
                 .clone()
                 .filter(|i| !i.is_empty())
-                .unwrap_or_else(|| {
-                    let arch = target
-                        .architectures
-                        .first()
-                        .map_or("x86_64", |a| a.as_str());
-                    target
-                        .runtimes
-                        .first()
-                        .map_or_else(String::new, |r| r.build_image_for(arch))
-                });
+                .unwrap_or_else(|| target.runtimes[0].build_image_for(&target.architectures[0]));
             let tokio = tokio::runtime::Runtime::new()?;
             let result = tokio.block_on(async {
                 let engine = Engine::connect().await?;
@@ -220,13 +220,16 @@ impl VerifyLayer {
                     .ensure_image(&image, |_| {})
                     .await
                     .with_context(|| format!("cannot get the image {image}"))?;
-                import_smoke_test(&engine, &image, &dir).await
+                let test = ImportTest::Run {
+                    engine: &engine,
+                    image: &image,
+                    ready: None,
+                };
+                import_test(test, &dir).await
             });
-            let (_, found) = result.context(
-                "the import smoke test could not run (pass --no-import-test to skip it)",
-            )?;
-            diagnostics.extend(found);
+            diagnostics.extend(result?.map(|r| r.diagnostics).unwrap_or_default());
         }
+        crate::diagnostic::sort(&mut diagnostics);
 
         let color = self.format == Format::Human
             && std::io::stdout().is_terminal()
@@ -236,22 +239,6 @@ impl VerifyLayer {
         Ok(ExitCode::from(u8::from(
             diagnostics.iter().any(Diagnostic::is_error),
         )))
-    }
-
-    fn read_template(&self) -> anyhow::Result<Option<Template>> {
-        let path = match &self.template {
-            Some(path) => path.clone(),
-            None => {
-                let beside = crate::util::project_root().join("template.yaml");
-                if !beside.exists() {
-                    return Ok(None);
-                }
-                beside
-            }
-        };
-        Template::read(&path)
-            .map(Some)
-            .map_err(|d| anyhow::anyhow!("{}", d.message))
     }
 }
 

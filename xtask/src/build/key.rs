@@ -1,18 +1,20 @@
 //! The build key: a hash of everything that decides what a build produces. When it matches the
 //! manifest and the zip is intact, the build is a no-op that starts no container.
-
-use std::path::Path;
+//!
+//! Secret values are left out (the manifest is not a place for even a hash of them): changing
+//! only a secret does not rebuild; `--force` does.
 
 use sha2::{Digest, Sha256};
-
-use crate::manifest::Manifest;
 
 pub struct KeyInputs<'a> {
     pub image_id: &'a str,
     pub buildspec_text: &'a str,
     pub source_digest: &'a str,
     pub variables: &'a [(String, String)],
+    /// Values of `variables` that are secrets: only their names count.
+    pub secrets: &'a [String],
     pub runtime: &'a str,
+    pub compatible_runtimes: &'a [String],
     pub arch: &'a str,
     pub layer_name: &'a str,
     pub cache_enabled: bool,
@@ -36,25 +38,16 @@ pub fn build_key(inputs: &KeyInputs) -> String {
     field("buildspec", inputs.buildspec_text);
     field("source", inputs.source_digest);
     for (name, value) in inputs.variables {
-        field(name, value);
+        let secret = inputs.secrets.iter().any(|s| s == value);
+        field(name, if secret { "(secret)" } else { value });
     }
     field("runtime", inputs.runtime);
+    field("compatible-runtimes", &inputs.compatible_runtimes.join(","));
     field("arch", inputs.arch);
     field("layer", inputs.layer_name);
     field("cache", if inputs.cache_enabled { "on" } else { "off" });
     field("import-test", if inputs.import_test { "on" } else { "off" });
     crate::util::hex(&h.finalize())
-}
-
-/// The manifest of a previous build with this key, if its zip is still what it recorded.
-pub fn up_to_date(manifest_path: &Path, key: &str) -> Option<Manifest> {
-    let manifest = Manifest::read(manifest_path).ok()?;
-    if manifest.build_key != key || !manifest.verification.passed {
-        return None;
-    }
-    let zip = manifest_path.parent()?.join(&manifest.zip);
-    let (sha256, _, bytes) = crate::artifacts::zip::hash_file(&zip).ok()?;
-    (bytes == manifest.zipped_bytes && sha256 == manifest.sha256).then_some(manifest)
 }
 
 #[cfg(test)]
@@ -68,7 +61,9 @@ mod tests {
             buildspec_text: "version: 0.2",
             source_digest: "abc",
             variables: &[],
+            secrets: &[],
             runtime: "python3.9",
+            compatible_runtimes: &[],
             arch: "x86_64",
             layer_name: "deps",
             cache_enabled: true,

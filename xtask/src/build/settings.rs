@@ -1,29 +1,44 @@
-//! What a build is: the buildspec, the layer's properties from the template, runtime,
-//! architecture, image and directories, each from its flag, else the template, else the default.
+//! What a build is, before anything runs: the buildspec (linted: errors stop the build here), the
+//! layer (one resolution for every command, see [`crate::layer`]), the runtime the build targets,
+//! the architecture, image, directories and options. Nothing here talks to Docker.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
 
 use super::BuildLayer;
-use crate::buildspec::{self, Buildspec};
+use crate::buildspec::{self, Buildspec, PhaseName};
 use crate::diagnostic::{Diagnostic, SourceFile};
+use crate::layer::{self, LayerTarget, RuntimeSource, Wanted};
 use crate::lint::{self, Options, TemplatePath};
 use crate::report;
-use crate::runtime::{Date, Runtime, ARCHITECTURES};
-use crate::template::Template;
+use crate::runtime::{Date, Runtime};
 
+/// The runtime a build targets, as far as it is known before the image is looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeChoice {
+    /// `None`: no flag, template or buildspec names one; the image's own Python decides.
+    pub runtime: Option<&'static Runtime>,
+    /// Where it came from, for messages: `--runtime`, `template.yaml:7:7`, …
+    pub from: String,
+    /// The buildspec's `runtime-versions` python, when it names an exact version (`3.11`).
+    pub requested: Option<String>,
+}
+
+/// Everything a build needs to know that flags and files say.
+#[derive(Debug)]
 pub struct Settings {
     pub source_dir: PathBuf,
     pub buildspec_path: PathBuf,
     pub buildspec_text: String,
     pub buildspec: Buildspec,
-    pub layer_name: String,
-    pub runtime: &'static Runtime,
-    /// Every runtime the layer claims (the template's CompatibleRuntimes, else the build's).
-    pub compatible_runtimes: Vec<String>,
+    /// The layer as every command sees it; its runtimes may still be unknown (see `runtime`).
+    pub target: LayerTarget,
+    pub runtime: RuntimeChoice,
     pub arch: String,
     pub image: String,
+    /// Whether the image was named (flag or `LAYER_BUILD_IMAGE`), not derived from the runtime.
+    pub image_named: bool,
     pub out_dir: PathBuf,
     pub warnings: Vec<Diagnostic>,
 }
@@ -41,126 +56,172 @@ impl Settings {
         let file = SourceFile::read(&buildspec_path)
             .with_context(|| format!("cannot read the buildspec {}", buildspec_path.display()))?;
         let buildspec_text = file.text.clone();
-        let template_path = flags
-            .template
-            .clone()
-            .unwrap_or_else(|| source_dir.join("template.yaml"));
-        let template = if flags.template.is_some() || template_path.exists() {
-            Some(Template::read(&template_path).map_err(|d| anyhow::anyhow!("{}", d.message))?)
-        } else {
-            None
+        let template_path = layer::find_template(flags.template.as_deref(), &source_dir);
+        let template = layer::read_template(template_path.as_deref(), &source_dir)?;
+        let (buildspec, warnings) = lint_gate(file, template_path, &source_dir)?;
+        let wanted = Wanted {
+            layer_name: flags.layer_name.clone(),
+            ..Wanted::default()
         };
-
-        let parsed = buildspec::parse(file);
-        let options = Options {
-            cross_checks: true,
-            template: if template.is_some() {
-                TemplatePath::Explicit(template_path)
-            } else {
-                TemplatePath::None
-            },
-            codebuild: TemplatePath::None,
-            source_root: source_dir.clone(),
-            today: Date::today(),
+        let target = LayerTarget::resolve(&wanted, template.as_ref())?;
+        let runtime = choose_runtime(flags.runtime.as_deref(), &target, &buildspec)?;
+        let arch = match &flags.arch {
+            Some(arch) => arch.clone(),
+            None => target.architectures[0].clone(),
         };
-        let diagnostics = lint::lint(&parsed, &options);
-        let (errors, warnings): (Vec<_>, Vec<_>) =
-            diagnostics.into_iter().partition(Diagnostic::is_error);
-        if !errors.is_empty() {
-            eprint!("{}", report::human(&errors, false));
-            bail!("the buildspec has errors (above); nothing was built");
-        }
-        let Some(buildspec) = parsed.buildspec else {
-            bail!("{} is not a buildspec", buildspec_path.display());
-        };
-        if let Some(phase) = buildspec.phases.iter().find(|p| p.run_as.is_some()) {
+        if !target.architectures.contains(&arch) {
             bail!(
-                "{}: run-as in phase {} is not supported by local builds yet (all phases share one shell); use the top-level run-as",
-                buildspec_path.display(),
-                phase.name.key()
+                "--arch {arch} is not one of the layer's CompatibleArchitectures ({})",
+                target.architectures.join(", ")
             );
         }
-        if buildspec.artifacts.is_none() {
-            bail!("{} declares no artifacts: there is no layer to package (add `artifacts: base-directory: layer, files: ['python/**/*']`)", buildspec_path.display());
-        }
-
-        let layer = template
-            .as_ref()
-            .and_then(|t| t.layers().into_iter().next());
-        let layer_name = layer
-            .as_ref()
-            .and_then(|l| l.layer_name.as_ref())
-            .and_then(|n| n.ok().map(str::to_string))
-            .unwrap_or_else(|| "layer".to_string());
-        let declared: Vec<String> = layer
-            .as_ref()
-            .map(|l| {
-                l.compatible_runtimes
-                    .iter()
-                    .filter_map(|r| r.ok().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let runtime_id = flags
-            .runtime
-            .clone()
-            .or_else(|| declared.first().cloned())
-            .unwrap_or_else(|| "python3.9".to_string());
-        let Some(runtime) = Runtime::find(&runtime_id) else {
-            let known: Vec<_> = crate::runtime::RUNTIMES.iter().map(|r| r.id).collect();
-            bail!(
-                "unknown runtime `{runtime_id}` (supported: {})",
-                known.join(", ")
-            );
-        };
-        let arch = flags
-            .arch
-            .clone()
-            .or_else(|| {
-                layer
-                    .as_ref()
-                    .and_then(|l| l.compatible_architectures.first())
-                    .and_then(|a| a.ok().map(str::to_string))
-            })
-            .unwrap_or_else(|| "x86_64".to_string());
-        if !ARCHITECTURES.contains(&arch.as_str()) {
-            bail!("unknown architecture `{arch}` (use x86_64 or arm64)");
-        }
-        let image = flags
-            .image
-            .clone()
-            .filter(|i| !i.is_empty())
-            .unwrap_or_else(|| format!("{}:latest-{arch}", runtime.build_image()));
+        let named_image = flags.image.clone().filter(|i| !i.is_empty());
+        let image_named = named_image.is_some();
+        let image = named_image.unwrap_or_else(|| {
+            let runtime = runtime.runtime.unwrap_or_else(layer::default_runtime);
+            runtime.build_image_for(&arch)
+        });
         let out_dir = flags
             .out_dir
             .clone()
             .unwrap_or_else(|| source_dir.join("target").join("layer"));
-        let compatible_runtimes = if declared.is_empty() {
-            vec![runtime.id.to_string()]
-        } else {
-            declared
-        };
         Ok(Settings {
             source_dir,
             buildspec_path,
             buildspec_text,
             buildspec,
-            layer_name,
+            target,
             runtime,
-            compatible_runtimes,
             arch,
             image,
+            image_named,
             out_dir,
             warnings,
         })
     }
 
     pub fn zip_path(&self) -> PathBuf {
-        self.out_dir.join(format!("{}.zip", self.layer_name))
+        self.target.zip_path(&self.out_dir)
     }
 
     pub fn manifest_path(&self) -> PathBuf {
-        self.out_dir.join(format!("{}.json", self.layer_name))
+        self.target.manifest_path(&self.out_dir)
+    }
+}
+
+/// The lint's errors stop a build before anything runs (printed as `lint-buildspec` prints them);
+/// its warnings go along.
+fn lint_gate(
+    file: std::sync::Arc<SourceFile>,
+    template: Option<PathBuf>,
+    source_dir: &std::path::Path,
+) -> anyhow::Result<(Buildspec, Vec<Diagnostic>)> {
+    let path = file.path.clone();
+    let parsed = buildspec::parse(file);
+    let options = Options {
+        cross_checks: true,
+        template: template.map_or(TemplatePath::None, TemplatePath::Explicit),
+        codebuild: TemplatePath::None,
+        source_root: source_dir.to_path_buf(),
+        today: Date::today(),
+    };
+    let diagnostics = lint::lint(&parsed, &options);
+    let (errors, warnings): (Vec<_>, Vec<_>) =
+        diagnostics.into_iter().partition(Diagnostic::is_error);
+    if !errors.is_empty() {
+        eprint!("{}", report::human(&errors, false));
+        bail!("the buildspec has errors (above); nothing was built");
+    }
+    let Some(buildspec) = parsed.buildspec else {
+        bail!("{path} is not a buildspec");
+    };
+    if let Some(phase) = buildspec.phases.iter().find(|p| p.run_as.is_some()) {
+        bail!(
+            "{path}: run-as in phase {} is not supported by local builds yet (all phases share one shell); use the top-level run-as",
+            phase.name.key()
+        );
+    }
+    if buildspec.artifacts.is_none() {
+        bail!("{path} declares no artifacts: there is no layer to package (add `artifacts: base-directory: layer, files: ['python/**/*']`)");
+    }
+    Ok((buildspec, warnings))
+}
+
+/// The runtime the build targets, in order: `--runtime`, the template's CompatibleRuntimes (the
+/// first), the buildspec's `runtime-versions` python; else the image decides. Two sources that
+/// are both given and disagree are an error naming both.
+fn choose_runtime(
+    flag: Option<&str>,
+    target: &LayerTarget,
+    buildspec: &Buildspec,
+) -> anyhow::Result<RuntimeChoice> {
+    let requested = requested_python(buildspec)?;
+    let (runtime, from) = match (flag, &target.runtimes_from) {
+        (Some(id), _) => {
+            let runtime = layer::runtimes(&[id])?[0];
+            if !target.runtimes.is_empty() && !target.runtimes.contains(&runtime) {
+                bail!(
+                    "--runtime {id} is not one of the layer's CompatibleRuntimes ({}, {})",
+                    target.runtime_ids().join(", "),
+                    template_position(target)
+                );
+            }
+            (Some(runtime), "--runtime".to_string())
+        }
+        (None, RuntimeSource::Template(at)) => (target.runtimes.first().copied(), at.clone()),
+        (None, _) => match &requested {
+            Some((runtime, at)) => (Some(*runtime), at.clone()),
+            None => (None, String::new()),
+        },
+    };
+    if let (Some(chosen), Some((asked, at))) = (runtime, &requested) {
+        if chosen != *asked {
+            bail!(
+                "the build targets {} ({from}) but the buildspec's runtime-versions asks for {} ({at})",
+                chosen.id,
+                asked.id
+            );
+        }
+    }
+    Ok(RuntimeChoice {
+        runtime,
+        from,
+        requested: requested.map(|(r, _)| r.python_version()),
+    })
+}
+
+/// `runtime-versions: python: 3.X` (exact versions only: `3.x`, `latest` and variables are the
+/// image's business), with where it is written.
+fn requested_python(buildspec: &Buildspec) -> anyhow::Result<Option<(&'static Runtime, String)>> {
+    let Some(install) = buildspec.phase(PhaseName::Install) else {
+        return Ok(None);
+    };
+    let Some((_, version)) = install
+        .runtime_versions
+        .iter()
+        .find(|(name, _)| name.value == "python")
+    else {
+        return Ok(None);
+    };
+    let exact = version.value.split('.').count() == 2
+        && version.value.split('.').all(|p| p.parse::<u32>().is_ok());
+    if !exact {
+        return Ok(None);
+    }
+    let at = format!("runtime-versions at line {}", version.span.start.line);
+    match Runtime::for_python_version(&version.value) {
+        Some(runtime) => Ok(Some((runtime, at))),
+        None => bail!(
+            "the buildspec's runtime-versions asks for python {} ({at}), which no Lambda runtime is",
+            version.value
+        ),
+    }
+}
+
+fn template_position(target: &LayerTarget) -> String {
+    match &target.runtimes_from {
+        RuntimeSource::Template(at) => at.clone(),
+        _ => "the template".to_string(),
     }
 }
 

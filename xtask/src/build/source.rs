@@ -22,10 +22,20 @@ pub struct Source {
 }
 
 /// A tar of the source plus the hash of what went into it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Packed {
     pub tar: Vec<u8>,
     /// SHA-256 over every file's path, mode and content.
     pub digest: String,
+}
+
+impl std::fmt::Debug for Packed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Packed")
+            .field("tar_bytes", &self.tar.len())
+            .field("digest", &self.digest)
+            .finish()
+    }
 }
 
 impl Source {

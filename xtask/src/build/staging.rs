@@ -47,9 +47,12 @@ impl Staging {
         self.path().join("primary")
     }
 
-    /// Where the tree of the secondary artifact `id` goes.
-    pub fn secondary(&self, id: &str) -> PathBuf {
-        self.path().join("secondary").join(id)
+    /// Where the tree of the secondary artifact `id` goes. The identifier becomes a path, so
+    /// it must be what CodeBuild accepts (letters, digits, `_`): anything else is refused here
+    /// too, whatever checked it before.
+    pub fn secondary(&self, id: &str) -> anyhow::Result<PathBuf> {
+        crate::artifacts::check_identifier(id)?;
+        Ok(self.path().join("secondary").join(id))
     }
 }
 

@@ -1,14 +1,27 @@
-//! What a build reports at the end: a human summary on the terminal, or one JSON object.
+//! What a build reports at the end, built once from the stages' results: the only place that
+//! decides whether a build succeeded. Printed as human lines, or as one JSON object.
+
+use std::io::Write as _;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::buildspec::PhaseName;
+use super::execute::{Outcome, PhaseResult};
+use super::package::Packaged;
+use super::prepare::Plan;
+use crate::manifest::Manifest;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PhaseResult {
-    pub phase: PhaseName,
-    pub succeeded: bool,
-    pub duration_ms: u64,
+/// The layer a build packaged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layer {
+    /// Where the zip is: its final path, or the rejected one when verification failed.
+    pub zip: String,
+    pub manifest: String,
+    pub sha256: String,
+    pub code_sha256: String,
+    pub zipped_bytes: u64,
+    pub unzipped_bytes: u64,
+    pub file_count: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -17,13 +30,8 @@ pub struct Summary {
     /// Nothing changed since the last build: no container was started.
     pub up_to_date: bool,
     pub phases: Vec<PhaseResult>,
-    pub zip: Option<String>,
-    pub manifest: Option<String>,
-    pub sha256: Option<String>,
-    pub code_sha256: Option<String>,
-    pub zipped_bytes: u64,
-    pub unzipped_bytes: u64,
-    pub file_count: u64,
+    /// The packaged layer; `None` when nothing was packaged.
+    pub layer: Option<Layer>,
     pub exported: Vec<(String, Option<String>)>,
     /// Secondary artifacts: `(identifier, zip path)`.
     pub secondary: Vec<(String, String)>,
@@ -37,12 +45,141 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The summary of a build that ran: it succeeded when its phases did and its layer passed
+    /// verification.
+    pub fn new(
+        plan: &Plan,
+        outcome: Outcome,
+        packaged: Option<Packaged>,
+        took: Duration,
+    ) -> Summary {
+        let mut summary = Summary {
+            phases: outcome.phases,
+            exported: outcome
+                .exported
+                .into_iter()
+                .map(|(name, value)| (name, value.map(|v| plan.masker.mask(&v))))
+                .collect(),
+            reports: outcome.reports,
+            warnings: outcome.warnings,
+            duration_ms: millis(took),
+            ..Summary::default()
+        };
+        summary.errors.extend(outcome.upload_error);
+        let passed = match packaged {
+            Some(packaged) => summary.add_layer(packaged),
+            None => outcome.phases_succeeded && summary.errors.is_empty(),
+        };
+        summary.succeeded = outcome.phases_succeeded && passed;
+        summary
+    }
+
+    /// Records the packaged layer and its verification; returns whether it passed.
+    fn add_layer(&mut self, packaged: Packaged) -> bool {
+        let verification = crate::verify::to_verification(&packaged.diagnostics);
+        self.warnings.extend(verification.warnings);
+        self.errors.extend(verification.errors);
+        self.secondary = packaged
+            .secondary
+            .into_iter()
+            .map(|(id, zip)| (id, zip.display().to_string()))
+            .collect();
+        let zip = packaged.zip;
+        self.layer = Some(Layer {
+            zip: zip.path.display().to_string(),
+            manifest: packaged.manifest.display().to_string(),
+            sha256: zip.sha256_hex,
+            code_sha256: zip.code_sha256,
+            zipped_bytes: zip.zipped_bytes,
+            unzipped_bytes: zip.unzipped_bytes,
+            file_count: zip.files,
+        });
+        packaged.passed
+    }
+
+    /// The summary of a build that did not need to run.
+    pub fn up_to_date(plan: &Plan, manifest: &Manifest, took: Duration) -> Summary {
+        Summary {
+            succeeded: true,
+            up_to_date: true,
+            layer: Some(Layer {
+                zip: plan.zip_path().display().to_string(),
+                manifest: plan.manifest_path().display().to_string(),
+                sha256: manifest.sha256.clone(),
+                code_sha256: manifest.code_sha256.clone(),
+                zipped_bytes: manifest.zipped_bytes,
+                unzipped_bytes: manifest.unzipped_bytes,
+                file_count: manifest.file_count,
+            }),
+            warnings: manifest.verification.warnings.clone(),
+            duration_ms: millis(took),
+            ..Summary::default()
+        }
+    }
+
+    /// The summary of a build stopped by a signal (`code` 130 or 143).
+    pub fn interrupted(code: u8, took: Duration) -> Summary {
+        Summary {
+            interrupted: Some(code),
+            duration_ms: millis(took),
+            ..Summary::default()
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match (self.interrupted, self.succeeded) {
             (Some(code), _) => code,
             (None, true) => 0,
             (None, false) => 1,
         }
+    }
+
+    fn status(&self) -> &'static str {
+        if self.succeeded {
+            "SUCCEEDED"
+        } else {
+            "FAILED"
+        }
+    }
+
+    /// The human summary, on stdout.
+    pub fn print(&self) {
+        let mut out = std::io::stdout().lock();
+        for warning in &self.warnings {
+            let _ = writeln!(out, "warning: {warning}");
+        }
+        for error in &self.errors {
+            let _ = writeln!(out, "error: {error}");
+        }
+        for report in &self.reports {
+            let _ = writeln!(out, "reports: {report}");
+        }
+        for (id, zip) in &self.secondary {
+            let _ = writeln!(out, "secondary artifact {id}: {zip}");
+        }
+        for (name, value) in &self.exported {
+            let _ = writeln!(out, "exported {name}={}", value.as_deref().unwrap_or(""));
+        }
+        let _ = match (&self.layer, self.succeeded) {
+            (Some(layer), true) => writeln!(
+                out,
+                "build {}: {} ({} bytes, {} files, {} bytes unzipped, sha256 {})",
+                self.status(),
+                layer.zip,
+                layer.zipped_bytes,
+                layer.file_count,
+                layer.unzipped_bytes,
+                layer.sha256
+            ),
+            (Some(layer), false) => writeln!(
+                out,
+                "build {}: no layer zip written (the rejected zip is kept for inspection: {})",
+                self.status(),
+                layer.zip
+            ),
+            (None, _) => writeln!(out, "build {}: no layer zip written", self.status()),
+        };
+        let _ = out.flush();
     }
 
     pub fn to_json(&self) -> Value {
@@ -62,17 +199,20 @@ impl Summary {
             .iter()
             .map(|(name, value)| (name.clone(), json!(value)))
             .collect();
+        let passed_layer = self.layer.as_ref().filter(|_| self.succeeded);
+        let layer = self.layer.clone().unwrap_or_default();
         json!({
-            "status": if self.succeeded { "SUCCEEDED" } else { "FAILED" },
+            "status": self.status(),
             "up_to_date": self.up_to_date,
             "phases": phases,
-            "zip": self.zip,
-            "manifest": self.manifest,
-            "zipped_bytes": self.zipped_bytes,
-            "unzipped_bytes": self.unzipped_bytes,
-            "file_count": self.file_count,
-            "sha256": self.sha256,
-            "code_sha256": self.code_sha256,
+            "zip": passed_layer.map(|l| &l.zip),
+            "rejected_zip": self.layer.as_ref().filter(|_| !self.succeeded).map(|l| &l.zip),
+            "manifest": self.layer.as_ref().map(|l| &l.manifest),
+            "zipped_bytes": layer.zipped_bytes,
+            "unzipped_bytes": layer.unzipped_bytes,
+            "file_count": layer.file_count,
+            "sha256": self.layer.as_ref().map(|l| &l.sha256),
+            "code_sha256": self.layer.as_ref().map(|l| &l.code_sha256),
             "exported_variables": exported,
             "secondary_artifacts": self.secondary.iter().map(|(id, zip)| json!({"identifier": id, "zip": zip})).collect::<Vec<_>>(),
             "reports": self.reports,
@@ -81,4 +221,8 @@ impl Summary {
             "duration_ms": self.duration_ms,
         })
     }
+}
+
+fn millis(took: Duration) -> u64 {
+    u64::try_from(took.as_millis()).unwrap_or(u64::MAX)
 }

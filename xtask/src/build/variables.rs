@@ -6,7 +6,6 @@ use std::path::Path;
 
 use anyhow::{bail, Context as _};
 
-use super::settings::Settings;
 use crate::buildspec::Buildspec;
 
 /// Host variables forwarded so pip and uv reach their index from behind a corporate proxy.
@@ -38,6 +37,9 @@ pub const CA_VARIABLES: &[&str] = &[
     "CURL_CA_BUNDLE",
 ];
 
+/// The prefix of the driver's own shell variables and functions: no build variable may use it.
+pub const RESERVED_PREFIX: &str = "__xt_";
+
 const AWS_CREDENTIAL_VARIABLES: &[&str] = &[
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -66,10 +68,87 @@ impl Variables {
     }
 }
 
+/// Secret values to hide from every line the build prints: longest first (a secret that contains
+/// another is masked whole), each line of a multi-line secret on its own (the log is read line
+/// by line), and the password of any `scheme://user:password@host` URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Masker {
+    values: Vec<String>,
+}
+
+/// Shorter values are not masked: `***` in place of every `a` or `ok` would hide the log itself.
+const MIN_MASKED_CHARS: usize = 4;
+
+impl Masker {
+    pub fn new<S: AsRef<str>>(secrets: impl IntoIterator<Item = S>) -> Masker {
+        let mut values: Vec<String> = Vec::new();
+        for secret in secrets {
+            let secret = secret.as_ref();
+            let lines = secret
+                .lines()
+                .map(str::trim)
+                .filter(|l| *l != secret.trim());
+            for value in std::iter::once(secret).chain(lines) {
+                if value.chars().count() >= MIN_MASKED_CHARS && !values.iter().any(|v| v == value) {
+                    values.push(value.to_string());
+                }
+            }
+        }
+        values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        Masker { values }
+    }
+
+    /// `text` with every secret replaced by `***`.
+    pub fn mask(&self, text: &str) -> String {
+        let masked = self.values.iter().fold(text.to_string(), |text, secret| {
+            text.replace(secret.as_str(), "***")
+        });
+        mask_url_passwords(&masked)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Whether `value` contains a secret (or is one).
+    pub fn reveals(&self, value: &str) -> bool {
+        self.mask(value) != value
+    }
+}
+
+/// `scheme://user:password@host` → `scheme://user:***@host`, wherever it appears.
+fn mask_url_passwords(text: &str) -> String {
+    if !text.contains("://") || !text.contains('@') {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("://") {
+        let (before, after) = rest.split_at(start + 3);
+        out.push_str(before);
+        let authority_end = after
+            .find(|c: char| c == '/' || c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(after.len());
+        let authority = &after[..authority_end];
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) if userinfo.contains(':') => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                out.push_str(user);
+                out.push_str(":***@");
+                out.push_str(host);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &after[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Parses `KEY=VAL` from the command line.
 pub fn parse_assignment(text: &str) -> anyhow::Result<(String, String)> {
     match text.split_once('=') {
-        Some((name, value)) if crate::plan::is_variable_name(name) => {
+        Some((name, value)) if super::driver::is_variable_name(name) => {
             Ok((name.to_string(), value.to_string()))
         }
         _ => bail!("`{text}` is not NAME=value with a valid variable name"),
@@ -145,7 +224,6 @@ impl UserVariables<'_> {
             .chain(&env.secrets_manager)
             .filter_map(|(name, _)| self.provided().rev().find(|(n, _)| n == &name.value))
             .map(|(_, v)| v.clone())
-            .filter(|v| v.len() >= 4)
             .collect()
     }
 }
@@ -178,62 +256,87 @@ pub fn host_aws_credentials() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Replaces every secret value in a log line with `***`, as CodeBuild masks them.
-pub fn mask(line: &str, secrets: &[String]) -> String {
-    secrets.iter().fold(line.to_string(), |line, secret| {
-        line.replace(secret.as_str(), "***")
-    })
+/// What identifies one run of a build, decided when it starts (never part of the build key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// `local:<uuid>`, as CodeBuild's local agent names builds.
+    pub build_id: String,
+    /// Counts per out-dir, as CodeBuild numbers a project's builds.
+    pub build_number: u64,
+    pub start_ms: u128,
+    pub initiator: String,
+    /// The host's AWS region, when set.
+    pub region: Option<String>,
+}
+
+impl Invocation {
+    /// This run, now, numbered after the last build recorded in `out_dir` (see
+    /// [`Invocation::record`]).
+    pub fn now(out_dir: &Path) -> Invocation {
+        let user = std::env::var("USER").unwrap_or_else(|_| "local".to_string());
+        let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+            .iter()
+            .filter_map(|name| std::env::var(name).ok())
+            .map(|r| r.trim().to_string())
+            .find(|r| !r.is_empty());
+        Invocation {
+            build_id: format!("local:{}", uuid::Uuid::new_v4()),
+            build_number: last_build_number(out_dir) + 1,
+            start_ms: crate::util::unix_millis(),
+            initiator: format!("xtask/{user}"),
+            region,
+        }
+    }
 }
 
 /// CodeBuild's own variables, as its local agent sets them.
 pub fn codebuild_variables(
-    settings: &Settings,
+    invocation: &Invocation,
+    image: &str,
     src_dir: &str,
-    build_number: u64,
     revision: Option<&str>,
 ) -> Variables {
     let mut vars = Variables::default();
     vars.set("CODEBUILD_SRC_DIR", src_dir);
+    vars.set("CODEBUILD_BUILD_ID", invocation.build_id.clone());
     vars.set(
-        "CODEBUILD_BUILD_ID",
-        format!("local:{}", uuid::Uuid::new_v4()),
+        "CODEBUILD_BUILD_NUMBER",
+        invocation.build_number.to_string(),
     );
-    vars.set("CODEBUILD_BUILD_NUMBER", build_number.to_string());
-    vars.set("CODEBUILD_BUILD_IMAGE", settings.image.clone());
+    vars.set("CODEBUILD_BUILD_IMAGE", image);
     vars.set("CODEBUILD_BUILD_SUCCEEDING", "1");
-    vars.set(
-        "CODEBUILD_START_TIME",
-        crate::util::unix_millis().to_string(),
-    );
-    let user = std::env::var("USER").unwrap_or_else(|_| "local".to_string());
-    vars.set("CODEBUILD_INITIATOR", format!("xtask/{user}"));
+    vars.set("CODEBUILD_START_TIME", invocation.start_ms.to_string());
+    vars.set("CODEBUILD_INITIATOR", invocation.initiator.clone());
     vars.set("CODEBUILD_LOCAL_BUILD", "true");
     if let Some(revision) = revision {
         vars.set("CODEBUILD_RESOLVED_SOURCE_VERSION", revision);
         vars.set("CODEBUILD_SOURCE_VERSION", revision);
     }
-    let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
-        .iter()
-        .filter_map(|name| std::env::var(name).ok())
-        .map(|r| r.trim().to_string())
-        .find(|r| !r.is_empty());
-    if let Some(region) = region {
+    if let Some(region) = &invocation.region {
         vars.set("AWS_REGION", region.clone());
-        vars.set("AWS_DEFAULT_REGION", region);
+        vars.set("AWS_DEFAULT_REGION", region.clone());
     }
     vars
 }
 
+impl Invocation {
+    /// Counts this run as a build of `out_dir` (a no-op check is not a build).
+    pub fn record(&self, out_dir: &Path) {
+        let _ = std::fs::write(
+            out_dir.join(BUILD_NUMBER_FILE),
+            self.build_number.to_string(),
+        );
+    }
+}
+
 /// A per-out-dir counter, as CodeBuild numbers a project's builds.
-pub fn next_build_number(out_dir: &Path) -> u64 {
-    let path = out_dir.join(".build-number");
-    let n = std::fs::read_to_string(&path)
+const BUILD_NUMBER_FILE: &str = ".build-number";
+
+fn last_build_number(out_dir: &Path) -> u64 {
+    std::fs::read_to_string(out_dir.join(BUILD_NUMBER_FILE))
         .ok()
         .and_then(|t| t.trim().parse::<u64>().ok())
         .unwrap_or(0)
-        + 1;
-    let _ = std::fs::write(&path, n.to_string());
-    n
 }
 
 #[cfg(test)]
@@ -272,7 +375,23 @@ mod tests {
             cli: vec![("DB".into(), "hunter22".into())],
         };
         assert_eq!(user.unresolved_secrets(), ["TOKEN"]);
-        assert_eq!(mask("pw=hunter22!", &user.secret_values()), "pw=***!");
+        let masker = Masker::new(user.secret_values());
+        assert_eq!(masker.mask("pw=hunter22!"), "pw=***!");
+    }
+
+    #[test]
+    fn masking_is_longest_first_line_by_line_and_covers_url_passwords() {
+        let pem = "-----BEGIN KEY-----\nMIIEabcdefgh\n-----END KEY-----";
+        let masker = Masker::new(["abcd", "abcdefgh", pem, "ab"]);
+        assert_eq!(masker.mask("x abcdefgh y"), "x *** y");
+        assert_eq!(masker.mask("MIIEabcdefgh"), "***");
+        assert_eq!(masker.mask("ab"), "ab");
+        assert_eq!(
+            masker.mask("pip from https://bob:s3cr3t@pypi.example/simple and http://host/x@y"),
+            "pip from https://bob:***@pypi.example/simple and http://host/x@y"
+        );
+        assert!(masker.reveals("token abcd"));
+        assert!(!masker.reveals("nothing here"));
     }
 
     #[test]

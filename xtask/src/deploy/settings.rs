@@ -1,16 +1,14 @@
-//! What a deploy is: the layer's name and properties, bucket, prefix, profile and region, each
-//! from its flag, else `samconfig.toml` (`[default.deploy.parameters]`), else `template.yaml`,
-//! else the manifest; validated locally before any AWS call.
+//! What a deploy is: the layer (resolved as every command resolves it, see [`crate::layer`]),
+//! bucket, prefix, profile and region, each from its flag, else `samconfig.toml`
+//! (`[default.deploy.parameters]`), else the template, else the manifest; validated locally
+//! before any AWS call.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
 use super::Deploy;
-use crate::template::{Resolved, Template};
-
-/// Lambda's limit on a layer version's description.
-pub const MAX_DESCRIPTION_CHARS: usize = 256;
+use crate::layer::{self, short_name, LayerTarget, Wanted};
 
 /// The deploy defaults SAM users already have in `samconfig.toml`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -76,140 +74,36 @@ pub struct Settings {
 impl Settings {
     pub fn resolve(flags: &Deploy) -> anyhow::Result<Settings> {
         let root = crate::util::project_root();
-        let template_path = flags
-            .template
-            .clone()
-            .unwrap_or_else(|| root.join("template.yaml"));
-        let template = if flags.template.is_some() || template_path.exists() {
-            Some(Template::read(&template_path).map_err(|d| anyhow::anyhow!("{}", d.message))?)
-        } else {
-            None
-        };
+        let template_path = layer::find_template(flags.template.as_deref(), &root);
+        let template = layer::read_template(template_path.as_deref(), &root)?;
         let samconfig_path = flags.samconfig.clone().unwrap_or_else(|| {
-            template_path
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join("samconfig.toml")
+            let dir = template_path.as_deref().and_then(Path::parent);
+            dir.unwrap_or(&root).join("samconfig.toml")
         });
         let sam = SamConfig::read(&samconfig_path)?;
-
-        let layers = template.as_ref().map(|t| t.layers()).unwrap_or_default();
-        let layer = match layers.as_slice() {
-            [] => None,
-            [only] => Some(only),
-            several => {
-                let wanted = flags.layer_name.as_deref();
-                let found = several
-                    .iter()
-                    .find(|l| l.layer_name.as_ref().and_then(Resolved::ok) == wanted);
-                Some(found.ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "{} has {} layers: pass --layer-name with one of their LayerName values",
-                        template_path.display(),
-                        several.len()
-                    )
-                })?)
-            }
+        let wanted = Wanted {
+            layer_name: flags.layer_name.clone(),
+            runtimes: flags.compatible_runtimes.clone(),
+            architectures: flags.compatible_architectures.clone(),
+            description: flags.description.clone(),
+            license_info: flags.license_info.clone(),
         };
-        let where_ = template_path.display().to_string();
-        let one =
-            |value: Option<&Resolved>, key: &str, flag: &str| -> anyhow::Result<Option<String>> {
-                match value.map(|r| &r.value) {
-                    None => Ok(None),
-                    Some(Ok(v)) => Ok(Some(v.clone())),
-                    Some(Err(why)) => anyhow::bail!(
-                        "{where_}:{}: {key} cannot be resolved ({why}): pass {flag}",
-                        value.map_or(0, |r| r.span.start.line)
-                    ),
-                }
-            };
-        let list = |values: &[Resolved], key: &str, flag: &str| -> anyhow::Result<Vec<String>> {
-            values
-                .iter()
-                .map(|r| one(Some(r), key, flag).map(Option::unwrap_or_default))
-                .collect()
-        };
-
-        let template_name = match layer {
-            Some(l) => one(l.layer_name.as_ref(), "LayerName", "--layer-name").or_else(|e| {
-                if flags.layer_name.is_some() {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            })?,
-            None => None,
-        };
-        let layer_name = flags
-            .layer_name
-            .clone()
-            .or_else(|| template_name.clone())
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no layer name: pass --layer-name, or a --template with a LayerName ({} has none)",
-                    template_path.display()
-                )
-            })?;
-        validate_layer_name(&layer_name)?;
-
-        let description = match &flags.description {
-            Some(d) => Some(d.clone()),
-            None => match layer {
-                Some(l) => one(l.description.as_ref(), "Description", "--description")?,
-                None => None,
-            },
-        };
-        if let Some(d) = &description {
-            let chars = d.chars().count();
-            if chars > MAX_DESCRIPTION_CHARS {
-                anyhow::bail!(
-                    "the layer description is {chars} characters, Lambda allows at most \
-                     {MAX_DESCRIPTION_CHARS}: shorten it in the template or pass --description"
-                );
-            }
-        }
-        let license_info = match &flags.license_info {
-            Some(l) => Some(l.clone()),
-            None => match layer {
-                Some(l) => one(l.license_info.as_ref(), "LicenseInfo", "--license-info")?,
-                None => None,
-            },
-        };
-        let compatible_runtimes = if flags.compatible_runtimes.is_empty() {
-            match layer {
-                Some(l) => list(
-                    &l.compatible_runtimes,
-                    "CompatibleRuntimes",
-                    "--compatible-runtimes",
-                )?,
-                None => Vec::new(),
-            }
-        } else {
-            flags.compatible_runtimes.clone()
-        };
-        let compatible_architectures = if flags.compatible_architectures.is_empty() {
-            match layer {
-                Some(l) => list(
-                    &l.compatible_architectures,
-                    "CompatibleArchitectures",
-                    "--compatible-architectures",
-                )?,
-                None => Vec::new(),
-            }
-        } else {
-            flags.compatible_architectures.clone()
-        };
-
+        let target = LayerTarget::resolve(&wanted, template.as_ref())?;
         let out_dir = flags
             .out_dir
             .clone()
             .unwrap_or_else(|| root.join("target").join("layer"));
-        let mut manifest_candidates =
-            vec![out_dir.join(format!("{}.json", short_name(&layer_name)))];
-        if let Some(name) = template_name.filter(|n| *n != short_name(&layer_name)) {
-            manifest_candidates.push(out_dir.join(format!("{name}.json")));
+        let mut manifest_candidates = vec![target.manifest_path(&out_dir)];
+        // Built under the template's name, published under another (`--layer-name`).
+        if flags.layer_name.is_some() {
+            let built = LayerTarget::resolve(&Wanted::default(), template.as_ref());
+            if let Ok(built) = built {
+                let path = built.manifest_path(&out_dir);
+                if !manifest_candidates.contains(&path) {
+                    manifest_candidates.push(path);
+                }
+            }
         }
-
         let prefix = flags
             .prefix
             .clone()
@@ -218,12 +112,15 @@ impl Settings {
             .trim_matches('/')
             .to_string();
         Ok(Settings {
-            layer_name,
+            layer_name: target.layer_name.clone(),
             manifest_candidates,
-            description,
-            license_info,
-            compatible_runtimes,
-            compatible_architectures,
+            description: target.description.clone(),
+            license_info: target.license_info.clone(),
+            compatible_runtimes: target.runtime_ids(),
+            compatible_architectures: match target.architectures_given {
+                true => target.architectures.clone(),
+                false => Vec::new(),
+            },
             bucket: flags.bucket.clone().or(sam.s3_bucket),
             prefix,
             profile: flags.profile.clone().or(sam.profile),
@@ -242,65 +139,9 @@ impl Settings {
     }
 }
 
-/// The layer's name without the ARN around it.
-pub fn short_name(layer_name: &str) -> &str {
-    if layer_name.starts_with("arn:") {
-        layer_name.rsplit(':').next().unwrap_or(layer_name)
-    } else {
-        layer_name
-    }
-}
-
-/// Lambda's rule: 1–140 of `[a-zA-Z0-9-_]`, or a layer ARN
-/// (`arn:<partition>:lambda:<region>:<account>:layer:<name>`).
-pub fn validate_layer_name(name: &str) -> anyhow::Result<()> {
-    let plain = |n: &str| {
-        (1..=140).contains(&n.len())
-            && n.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
-    let valid = if name.starts_with("arn:") {
-        let parts: Vec<&str> = name.split(':').collect();
-        matches!(
-            parts.as_slice(),
-            ["arn", partition, "lambda", region, account, "layer", n]
-                if partition.starts_with("aws")
-                    && !region.is_empty()
-                    && account.len() == 12
-                    && account.bytes().all(|b| b.is_ascii_digit())
-                    && plain(n)
-        )
-    } else {
-        plain(name)
-    };
-    if valid {
-        Ok(())
-    } else {
-        anyhow::bail!(
-            "invalid layer name {name:?}: use 1-140 letters, digits, hyphens or underscores, or a \
-             layer ARN (arn:aws:lambda:<region>:<account>:layer:<name>)"
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn layer_names() {
-        assert!(validate_layer_name("python-deps_2").is_ok());
-        assert!(validate_layer_name(&"a".repeat(140)).is_ok());
-        assert!(validate_layer_name(&"a".repeat(141)).is_err());
-        assert!(validate_layer_name("").is_err());
-        assert!(validate_layer_name("has space").is_err());
-        assert!(validate_layer_name("arn:aws:lambda:us-east-1:123456789012:layer:deps").is_ok());
-        assert!(validate_layer_name("arn:aws:lambda:us-east-1:123:layer:deps").is_err());
-        assert_eq!(
-            short_name("arn:aws:lambda:us-east-1:123456789012:layer:deps"),
-            "deps"
-        );
-    }
 
     #[test]
     fn samconfig_deploy_parameters() {

@@ -8,7 +8,9 @@ use std::path::Path;
 use super::abi::{self, ExtensionAbi};
 use super::elf;
 use super::Target;
+use crate::artifacts::tree::package_key;
 use crate::diagnostic::{Diagnostic, Severity, SourceFile};
+use crate::layer::{MAX_INLINE_ZIP_BYTES, MAX_UNZIPPED_BYTES};
 use crate::rules::{self, Rule};
 use crate::runtime::Runtime;
 use crate::yaml::Span;
@@ -149,11 +151,60 @@ pub fn run(dir: &Path, target: &Target) -> Vec<Diagnostic> {
         }
     }
     layout(&entries, target, &mut diagnostics);
+    unzipped_size(&entries, &mut diagnostics);
     pycache(&entries, target, &mut diagnostics);
     bloat(&entries, &mut diagnostics);
     runtime_sdk(&entries, &mut diagnostics);
     crate::diagnostic::sort(&mut diagnostics);
     diagnostics
+}
+
+/// How many packages a size message names.
+const BIGGEST_PACKAGES: usize = 10;
+
+/// The layer's unzipped size against Lambda's limit (for a function and all its layers).
+fn unzipped_size(entries: &[Entry], out: &mut Vec<Diagnostic>) {
+    let total: u64 = entries.iter().map(|e| e.size).sum();
+    if total <= MAX_UNZIPPED_BYTES {
+        return;
+    }
+    let message = format!(
+        "the layer is {total} bytes unzipped, over Lambda's limit of {MAX_UNZIPPED_BYTES} bytes for a function and all its layers; {}",
+        biggest_packages(entries)
+    );
+    out.push(
+        diagnostic(&rules::LAYER_TOO_LARGE, ".", message)
+            .help("drop what the functions do not import (tests, docs, boto3), or split the layer"),
+    );
+}
+
+/// A zip of `zipped` bytes of the tree at `dir`: over the inline upload limit it goes through S3.
+pub fn zip_size(zipped: u64, dir: &Path) -> Option<Diagnostic> {
+    if zipped <= MAX_INLINE_ZIP_BYTES {
+        return None;
+    }
+    let (entries, _) = walk(dir);
+    let message = format!(
+        "the zip is {zipped} bytes, over {MAX_INLINE_ZIP_BYTES}: it cannot be uploaded inline and will go through S3; {}",
+        biggest_packages(&entries)
+    );
+    Some(diagnostic(&rules::OVER_INLINE_LIMIT, ".", message).help("deploy with --bucket"))
+}
+
+/// `biggest packages: python/numpy 36.1 MB, …`
+fn biggest_packages(entries: &[Entry]) -> String {
+    let mut packages: BTreeMap<String, u64> = BTreeMap::new();
+    for entry in entries {
+        *packages.entry(package_key(&entry.rel)).or_default() += entry.size;
+    }
+    let mut biggest: Vec<(String, u64)> = packages.into_iter().collect();
+    biggest.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let named: Vec<String> = biggest
+        .iter()
+        .take(BIGGEST_PACKAGES)
+        .map(|(name, bytes)| format!("{name} {:.1} MB", *bytes as f64 / 1e6))
+        .collect();
+    format!("biggest packages: {}", named.join(", "))
 }
 
 /// ELF machine, glibc and musl of one file, and its extension module tag.

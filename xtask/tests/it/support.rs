@@ -145,14 +145,21 @@ pub async fn run_once(
     image: &str,
     cmd: &[&str],
 ) -> Result<RunOutput, xtask::engine::Error> {
+    run_exec(engine, image, &Exec::new(cmd.iter().copied())).await
+}
+
+/// [`run_once`] for a command with its environment, user or directory.
+pub async fn run_exec(
+    engine: &Engine,
+    image: &str,
+    exec: &Exec,
+) -> Result<RunOutput, xtask::engine::Error> {
     let spec = ContainerSpec {
         image: image.to_string(),
         ..Default::default()
     };
     let container = engine.start_work_container(&spec).await?;
-    let output = engine
-        .exec_output(&container, &Exec::new(cmd.iter().copied()))
-        .await;
+    let output = engine.exec_output(&container, exec).await;
     container.remove().await?;
     let output = output?;
     Ok(RunOutput {

@@ -1,13 +1,14 @@
-//! Runs the driver script that `xtask::plan` generates in the (stand-in) build image and checks
+//! Runs the driver script that `xtask::build::driver` generates in the (stand-in) build image and checks
 //! CodeBuild's buildspec 0.2 semantics, one container run per semantic.
 //!
 //! Needs a Docker daemon and the image `LAYER_BUILD_IMAGE`; `bash scripts/test.sh` provides both.
 
 use crate::support::{self, RunOutput};
 
+use xtask::build::driver::{self, DriverInputs, Marker};
 use xtask::buildspec::{self, Buildspec};
 use xtask::diagnostic::SourceFile;
-use xtask::plan::{self, Marker, PlanInputs};
+use xtask::engine::Exec;
 
 fn parse(yaml: &str) -> Buildspec {
     let parsed = buildspec::parse(SourceFile::new("buildspec.yml", yaml));
@@ -23,18 +24,20 @@ async fn run(yaml: &str) -> Option<RunOutput> {
         return None;
     }
     let spec = parse(yaml);
-    let inputs = PlanInputs {
+    let inputs = DriverInputs {
         src_dir: "/tmp".into(),
-        variables: spec
-            .env
-            .variables
-            .iter()
-            .map(|(name, value)| (name.value.clone(), value.value.clone()))
-            .collect(),
     };
-    let script = plan::driver_script(&spec, &inputs);
-    let shell = plan::interpreter(&spec.shell()).expect("a Linux shell");
-    let output = support::run_once(&engine, &image, &[shell, "-c", &script])
+    let script = driver::driver_script(&spec, &inputs);
+    let shell = driver::interpreter(&spec.shell()).expect("a Linux shell");
+    // As the build runs it: the variables in the driver's environment.
+    let variables: Vec<(String, String)> = spec
+        .env
+        .variables
+        .iter()
+        .map(|(name, value)| (name.value.clone(), value.value.clone()))
+        .collect();
+    let exec = Exec::new([shell, "-c", &script]).envs(&variables);
+    let output = support::run_exec(&engine, &image, &exec)
         .await
         .unwrap_or_else(|error| panic!("{error}"));
     Some(output)
@@ -64,7 +67,7 @@ fn assert_build(output: &RunOutput, succeeded: bool) {
     let ends: Vec<bool> = output
         .stdout
         .lines()
-        .filter_map(|line| match plan::parse_marker(line) {
+        .filter_map(|line| match driver::parse_marker(line) {
             Some(Marker::BuildEnd { succeeded }) => Some(succeeded),
             _ => None,
         })
@@ -440,7 +443,7 @@ phases:
         let exports: Vec<Marker> = output
             .stdout
             .lines()
-            .filter_map(plan::parse_marker)
+            .filter_map(driver::parse_marker)
             .filter(|m| matches!(m, Marker::Export { .. }))
             .collect();
         assert_eq!(

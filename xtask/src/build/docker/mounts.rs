@@ -7,8 +7,8 @@
 //! container: in memory too, unless the image has files there (a tmpfs would hide them; a new
 //! volume starts with them).
 
-/// Where CodeBuild puts the sources; the build writes its outputs there too.
-pub const OUTPUT_ROOT: &str = "/codebuild/output";
+use super::super::prepare::OUTPUT_ROOT;
+
 /// Below this much memory on the Docker machine nothing is kept in memory.
 const MIN_MEMORY_FOR_TMPFS: u64 = 4 << 30;
 

@@ -1,0 +1,228 @@
+//! The local executor: runs a [`Plan`] in a work container of the build image through the Docker
+//! Engine API, as CodeBuild runs a build in its container: the source (and the host's CA bundle)
+//! uploaded, the driver run with the build's variables in its environment and its log streamed,
+//! then the reports and artifacts fetched. The container is removed whatever happens; on success
+//! in the background, while the layer is packaged.
+
+mod cache;
+mod collect;
+mod mounts;
+mod output;
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use super::driver;
+use super::execute::{Executor, Outcome};
+use super::log::Log;
+use super::prepare::{Plan, CONTAINER_CA_DIR};
+use super::staging::Staging;
+use crate::engine::{ContainerSpec, Engine, Exec, WorkContainer};
+use output::{DriverReport, OutputReader};
+
+pub use collect::report_dir_name;
+
+/// The label naming the layer a work container builds (tests find their containers by it).
+pub const LAYER_LABEL: &str = "xtask.layer-tools.layer";
+
+pub struct DockerExecutor<'a> {
+    pub engine: &'a Engine,
+    pub log: &'a Log,
+}
+
+impl Executor for DockerExecutor<'_> {
+    async fn execute(
+        &self,
+        plan: &Plan,
+        staging: Staging,
+        started: tokio::sync::oneshot::Sender<()>,
+    ) -> anyhow::Result<Outcome> {
+        let spec = self.container_spec(plan).await?;
+        let container = self.engine.start_work_container(&spec).await?;
+        let _ = started.send(());
+        let result = self.run(plan, &container, staging).await;
+        let removal = container.remove_in_background();
+        let cleanup = tokio::spawn(async move {
+            match removal.await {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(format!("the container removal stopped: {e}")),
+            }
+        });
+        match result {
+            Ok(mut outcome) => {
+                outcome.cleanup = Some(cleanup);
+                Ok(outcome)
+            }
+            Err(e) => {
+                if let Ok(Some(warning)) = cleanup.await {
+                    self.log.warning(&warning);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl DockerExecutor<'_> {
+    /// The work container: the image, the host's network settings, and where it writes (see
+    /// `mounts`).
+    async fn container_spec(&self, plan: &Plan) -> anyhow::Result<ContainerSpec> {
+        let memory_limit = match plan.options.scratch_on_disk {
+            true => None,
+            false => mounts::memory_limit(self.engine.memory_bytes().await),
+        };
+        let cache_volumes = cache::cache_volumes(&plan.project_id, &plan.cache_dirs);
+        // Throwaway cache paths may go in memory: those the image has files in may not.
+        let in_image = match (plan.options.cache, memory_limit) {
+            (false, Some(_)) => {
+                let found = self
+                    .engine
+                    .paths_in_image(&plan.image, &plan.cache_dirs)
+                    .await?;
+                let dirs = plan.cache_dirs.iter().zip(found);
+                dirs.filter(|(_, f)| *f).map(|(d, _)| d.clone()).collect()
+            }
+            _ => Vec::new(),
+        };
+        let mounts = mounts::plan(cache_volumes, plan.options.cache, memory_limit, |dir| {
+            in_image.iter().any(|d| d == dir)
+        });
+        for (dir, bytes) in &mounts.memory_dirs {
+            self.log.line(&format!(
+                "{dir} is in memory (tmpfs, up to {:.1} GiB; --scratch-on-disk puts it on a volume)",
+                *bytes as f64 / f64::from(1 << 30)
+            ));
+        }
+        Ok(ContainerSpec {
+            image: plan.image.clone(),
+            env: plan.host.env.0.clone(),
+            working_dir: Some(plan.src_dir.clone()),
+            volumes: mounts.volumes,
+            bind_mounts_ro: Vec::new(),
+            scratch_dirs: mounts.scratch_dirs,
+            memory_dirs: mounts.memory_dirs,
+            labels: vec![(LAYER_LABEL.to_string(), plan.layer.file_stem().to_string())],
+        })
+    }
+
+    /// DOWNLOAD_SOURCE, the phases, and UPLOAD_ARTIFACTS, in the running container.
+    async fn run(
+        &self,
+        plan: &Plan,
+        container: &WorkContainer,
+        staging: Staging,
+    ) -> anyhow::Result<Outcome> {
+        self.download_source(plan, container).await?;
+        let report = self.run_driver(plan, container).await?;
+        let phases_succeeded = report.build_succeeded == Some(true);
+        if !phases_succeeded && report.saw_no_space && container.transfers_with_tar() {
+            self.log.line(
+                "hint: the source tree is in memory and bounded; --scratch-on-disk puts it on a volume",
+            );
+        }
+        let from = collect::Source {
+            engine: self.engine,
+            container,
+            src_dir: &plan.src_dir,
+        };
+        // Reports are copied whatever the outcome: a failed build is when they matter most.
+        let (reports, warnings) = collect::reports(&from, plan).await;
+        let mut outcome = Outcome {
+            phases: report.phases,
+            phases_succeeded,
+            exported: report.exported,
+            reports,
+            warnings,
+            executor: "docker",
+            ..Outcome::default()
+        };
+        if phases_succeeded {
+            self.log.container("Entering phase UPLOAD_ARTIFACTS");
+            outcome.artifacts = Some(collect::artifacts(&from, plan, staging).await?);
+        }
+        Ok(outcome)
+    }
+
+    /// DOWNLOAD_SOURCE: the source tree and the host's CA bundle, uploaded side by side.
+    async fn download_source(&self, plan: &Plan, container: &WorkContainer) -> anyhow::Result<()> {
+        self.log.container("Entering phase DOWNLOAD_SOURCE");
+        self.log.container(&format!(
+            "Uploading the source ({} files) to {}",
+            plan.source_files, plan.src_dir
+        ));
+        let source = async {
+            let tar = plan.source.tar.clone();
+            self.engine.upload(container, &plan.src_dir, tar).await
+        };
+        let ca = async {
+            let Some(bundle) = &plan.host.ca_bundle else {
+                return Ok(());
+            };
+            let tar = single_file_tar("ca-bundle.crt", bundle)?;
+            let uploaded = self.engine.upload(container, CONTAINER_CA_DIR, tar).await;
+            uploaded.map_err(anyhow::Error::from)
+        };
+        let (source, ca) = tokio::join!(source, ca);
+        source?;
+        ca?;
+        if runtime_versions_requested(plan) {
+            self.log.container("Skipping install of runtimes. Runtime version selection is not supported by this build image.");
+        }
+        Ok(())
+    }
+
+    /// The phases: the driver, as the `run-as` user, its variables in its environment.
+    async fn run_driver(
+        &self,
+        plan: &Plan,
+        container: &WorkContainer,
+    ) -> anyhow::Result<DriverReport> {
+        let mut exec = Exec::new([plan.driver.interpreter, "-c", plan.driver.script.as_str()])
+            .working_dir(&plan.src_dir);
+        for (name, value) in &plan.variables.0 {
+            if driver::is_variable_name(name) {
+                exec = exec.env(name, value);
+            } else {
+                self.log
+                    .warning(&format!("`{name}` is not a valid variable name: not set"));
+            }
+        }
+        if let Some(user) = &plan.driver.user {
+            // The source was unpacked as root; the run-as user builds in it.
+            let chown = Exec::new(["chown", "-R", user.as_str(), plan.src_dir.as_str()]).root();
+            self.engine
+                .exec_checked(container, &chown)
+                .await
+                .with_context(|| format!("run-as {user}: cannot hand the source to that user"))?;
+            exec = exec.user(user);
+        }
+        let mut output = OutputReader::new(self.log);
+        let code = self
+            .engine
+            .exec(container, &exec, |_, chunk| output.feed(chunk))
+            .await?;
+        let mut report = output.finish();
+        if code != 0 {
+            report.build_succeeded = Some(false);
+        }
+        Ok(report)
+    }
+}
+
+fn runtime_versions_requested(plan: &Plan) -> bool {
+    plan.buildspec
+        .phase(crate::buildspec::PhaseName::Install)
+        .is_some_and(|install| !install.runtime_versions.is_empty())
+}
+
+fn single_file_tar(name: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
+    let content = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    builder.append_data(&mut header, name, content.as_slice())?;
+    Ok(builder.into_inner()?)
+}

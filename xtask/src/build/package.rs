@@ -1,0 +1,265 @@
+//! The last stage of a build, whichever executor ran it: the staged layer tree becomes a
+//! deterministic zip while `verify` judges it (the only judge: static checks, size limits, the
+//! import test), then the zips land with their manifest. A layer that fails verification never
+//! lands at `<out-dir>/<name>.zip`: its zip is kept as `<name>.zip.rejected` for inspection.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use super::execute::Artifacts;
+use super::log::Log;
+use super::prepare::Plan;
+use crate::artifacts::{self, ZipOptions, ZipSummary};
+use crate::diagnostic::Diagnostic;
+use crate::manifest::{Manifest, MANIFEST_VERSION};
+use crate::verify::{self, ImportTest, Target};
+
+/// What packaging wrote.
+#[derive(Debug)]
+pub struct Packaged {
+    /// The layer zip: at its final path when it passed, else the rejected one.
+    pub zip: ZipSummary,
+    pub manifest: PathBuf,
+    /// `(identifier, zip)` of each secondary artifact (only when the layer passed).
+    pub secondary: Vec<(String, PathBuf)>,
+    /// Everything verification found.
+    pub diagnostics: Vec<Diagnostic>,
+    pub passed: bool,
+}
+
+/// Zips and verifies the layer of `artifacts`, then lands the zips and the manifest.
+pub async fn package(
+    plan: &Plan,
+    artifacts: &Artifacts,
+    import_test: ImportTest<'_>,
+    log: &Log,
+) -> anyhow::Result<Packaged> {
+    let tree = layer_tree(artifacts, log)?;
+    let zips = ZipJob::new(plan, &tree, artifacts)?;
+    let zipping = tokio::task::spawn_blocking(move || zips.run());
+    let checks = verify_layer(plan, &tree, import_test, log).await;
+    let zipped = zipping.await.context("the zip writer stopped")??;
+    let mut diagnostics = match checks {
+        Ok(checks) => checks,
+        Err(e) => {
+            zipped.discard();
+            return Err(e);
+        }
+    };
+    diagnostics.extend(verify::zip_size(zipped.layer.zipped_bytes, &tree));
+    for diagnostic in diagnostics.iter().filter(|d| d.rule.id == "BS312") {
+        log.line(&diagnostic.headline());
+    }
+    let passed = !diagnostics.iter().any(Diagnostic::is_error);
+    land(plan, zipped, diagnostics, passed)
+}
+
+/// The layer's tree: the staged primary artifact, or, when that is a single zip the build made
+/// itself, that zip's contents (extracted with the same safety rules, re-zipped deterministically).
+fn layer_tree(artifacts: &Artifacts, log: &Log) -> anyhow::Result<PathBuf> {
+    let primary = artifacts.staging.primary();
+    let entries: Vec<_> = std::fs::read_dir(&primary)?.collect::<Result<_, _>>()?;
+    let [entry] = entries.as_slice() else {
+        return Ok(primary);
+    };
+    let path = entry.path();
+    let is_zip = entry.file_type()?.is_file() && path.extension().is_some_and(|e| e == "zip");
+    if !is_zip {
+        return Ok(primary);
+    }
+    log.line("the artifact is a single zip: using its contents as the layer");
+    let unzipped = artifacts.staging.path().join("unzipped");
+    artifacts::unzip(&path, &unzipped, false)?;
+    Ok(unzipped)
+}
+
+/// `verify`'s static checks and, unless skipped, the import test.
+async fn verify_layer(
+    plan: &Plan,
+    tree: &Path,
+    import_test: ImportTest<'_>,
+    log: &Log,
+) -> anyhow::Result<Vec<Diagnostic>> {
+    log.container("Verifying the layer");
+    let target = Target {
+        runtimes: plan.layer.runtimes.clone(),
+        architectures: vec![plan.arch.clone()],
+    };
+    let mut checks = verify::verify_tree(tree, &target);
+    if let Some(outcome) = verify::import_test(import_test, tree).await? {
+        log.line(&format!(
+            "import smoke test: {} modules imported, {} failed",
+            outcome.imported.len(),
+            outcome.diagnostics.len()
+        ));
+        checks.extend(outcome.diagnostics);
+    }
+    for check in &checks {
+        log.line(&check.headline());
+    }
+    Ok(checks)
+}
+
+/// The zips to write: owned, so they can be written on a blocking thread while the layer is
+/// verified. Each goes next to its final path ([`pending`]) until [`land`] moves it.
+struct ZipJob {
+    options: ZipOptions,
+    /// `(tree, zip)` of the layer.
+    layer: (PathBuf, PathBuf),
+    /// `(id, tree, zip)` of each secondary artifact.
+    secondary: Vec<(String, PathBuf, PathBuf)>,
+}
+
+/// What a [`ZipJob`] wrote, at the pending paths.
+struct Zipped {
+    layer: ZipSummary,
+    secondary: Vec<(String, ZipSummary)>,
+}
+
+impl ZipJob {
+    fn new(plan: &Plan, tree: &Path, artifacts: &Artifacts) -> anyhow::Result<ZipJob> {
+        let secondary = artifacts
+            .secondary
+            .iter()
+            .map(|id| {
+                artifacts::check_identifier(id)?;
+                let zip = plan.out_dir.join(format!("{id}.zip"));
+                Ok((id.clone(), artifacts.staging.secondary(id)?, zip))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(ZipJob {
+            options: ZipOptions::from_env()?,
+            layer: (tree.to_path_buf(), plan.zip_path()),
+            secondary,
+        })
+    }
+
+    fn run(self) -> anyhow::Result<Zipped> {
+        let (tree, path) = &self.layer;
+        let layer = artifacts::write_zip(tree, &pending(path), &self.options)?;
+        let mut secondary = Vec::new();
+        for (id, tree, path) in self.secondary {
+            match artifacts::write_zip(&tree, &pending(&path), &self.options) {
+                Ok(zip) => secondary.push((id, zip)),
+                Err(e) => {
+                    Zipped { layer, secondary }.discard();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Zipped { layer, secondary })
+    }
+}
+
+impl Zipped {
+    /// Removes the zips that never got their manifest.
+    fn discard(self) {
+        let _ = std::fs::remove_file(&self.layer.path);
+        for (_, zip) in self.secondary {
+            let _ = std::fs::remove_file(&zip.path);
+        }
+    }
+}
+
+/// Where a zip waits for its manifest.
+fn pending(zip: &Path) -> PathBuf {
+    with_suffix(zip, ".pending")
+}
+
+/// Where the zip of a layer that failed verification is kept.
+pub fn rejected(zip: &Path) -> PathBuf {
+    with_suffix(zip, ".rejected")
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Moves the zips into place and writes the manifest; a layer that failed keeps only its
+/// rejected zip and a manifest that says so (any older zip of the layer is removed: it is not
+/// what the sources build any more).
+fn land(
+    plan: &Plan,
+    zipped: Zipped,
+    diagnostics: Vec<Diagnostic>,
+    passed: bool,
+) -> anyhow::Result<Packaged> {
+    let final_zip = plan.zip_path();
+    let layer_zip = if passed {
+        final_zip.clone()
+    } else {
+        rejected(&final_zip)
+    };
+    let mut layer = zipped.layer;
+    rename(&layer.path, &layer_zip)?;
+    layer.path = layer_zip;
+    let mut secondary = Vec::new();
+    for (id, zip) in zipped.secondary {
+        let final_path = plan.out_dir.join(format!("{id}.zip"));
+        if passed {
+            rename(&zip.path, &final_path)?;
+            secondary.push((id, final_path));
+        } else {
+            let _ = std::fs::remove_file(&zip.path);
+        }
+    }
+    if !passed {
+        let _ = std::fs::remove_file(&final_zip);
+    }
+    let manifest = manifest(plan, &layer, &diagnostics);
+    manifest.write(&plan.manifest_path())?;
+    Ok(Packaged {
+        zip: layer,
+        manifest: plan.manifest_path(),
+        secondary,
+        diagnostics,
+        passed,
+    })
+}
+
+/// Removes the zips an interrupted build left waiting for their manifest.
+pub fn remove_pending(plan: &Plan) {
+    let zips = std::iter::once(plan.zip_path()).chain(
+        plan.buildspec
+            .artifacts
+            .iter()
+            .flat_map(|a| &a.secondary)
+            .filter(|(id, _)| artifacts::is_identifier(&id.value))
+            .map(|(id, _)| plan.out_dir.join(format!("{}.zip", id.value))),
+    );
+    for zip in zips {
+        let _ = std::fs::remove_file(pending(&zip));
+    }
+}
+
+fn rename(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::rename(from, to).with_context(|| format!("cannot move the zip to {}", to.display()))
+}
+
+fn manifest(plan: &Plan, zip: &ZipSummary, diagnostics: &[Diagnostic]) -> Manifest {
+    Manifest {
+        manifest_version: MANIFEST_VERSION,
+        layer_name: plan.layer.layer_name.clone(),
+        zip: zip
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
+        sha256: zip.sha256_hex.clone(),
+        code_sha256: zip.code_sha256.clone(),
+        zipped_bytes: zip.zipped_bytes,
+        unzipped_bytes: zip.unzipped_bytes,
+        file_count: zip.files,
+        compatible_runtimes: plan.layer.runtime_ids(),
+        architecture: plan.arch.clone(),
+        image: plan.image.clone(),
+        image_id: plan.image_id.clone(),
+        build_key: plan.build_key.clone(),
+        git_revision: plan.git_revision.clone(),
+        built_at: crate::util::UtcTime::now().rfc3339(),
+        verification: verify::to_verification(diagnostics),
+    }
+}
