@@ -14,12 +14,12 @@ mod image;
 mod key;
 mod log;
 mod package;
-pub mod prepare;
+mod prepare;
 mod secrets;
 mod settings;
 mod source;
 mod staging;
-pub mod summary;
+mod summary;
 mod variables;
 
 use std::io::Write as _;
@@ -39,8 +39,6 @@ use source::Source;
 use staging::Staging;
 use summary::Summary;
 use variables::{Invocation, UserVariables};
-
-pub use docker::report_dir_name;
 
 use crate::engine::Engine;
 use crate::runtime::Runtime;

@@ -21,8 +21,6 @@ use super::staging::Staging;
 use crate::engine::{ContainerSpec, Engine, Exec, WorkContainer};
 use output::{DriverReport, OutputReader};
 
-pub use collect::report_dir_name;
-
 /// The label naming the layer a work container builds (tests find their containers by it).
 pub const LAYER_LABEL: &str = "xtask.layer-tools.layer";
 

@@ -282,7 +282,6 @@ mod tests {
         let parsed = crate::buildspec::parse(SourceFile::new("buildspec.yml", buildspec));
         Settings {
             source_dir: PathBuf::from("/project"),
-            buildspec_path: PathBuf::from("/project/buildspec.yml"),
             buildspec_text: buildspec.to_string(),
             buildspec: parsed.buildspec.expect("a buildspec"),
             target: LayerTarget::resolve(&crate::layer::Wanted::default(), None).unwrap(),
@@ -293,7 +292,6 @@ mod tests {
             },
             arch: "x86_64".into(),
             image: "img".into(),
-            image_named: true,
             out_dir: PathBuf::from("/project/target/layer"),
             warnings: Vec::new(),
         }

@@ -29,7 +29,6 @@ pub struct RuntimeChoice {
 #[derive(Debug)]
 pub struct Settings {
     pub source_dir: PathBuf,
-    pub buildspec_path: PathBuf,
     pub buildspec_text: String,
     pub buildspec: Buildspec,
     /// The layer as every command sees it; its runtimes may still be unknown (see `runtime`).
@@ -37,8 +36,6 @@ pub struct Settings {
     pub runtime: RuntimeChoice,
     pub arch: String,
     pub image: String,
-    /// Whether the image was named (flag or `LAYER_BUILD_IMAGE`), not derived from the runtime.
-    pub image_named: bool,
     pub out_dir: PathBuf,
     pub warnings: Vec<Diagnostic>,
 }
@@ -75,37 +72,29 @@ impl Settings {
                 target.architectures.join(", ")
             );
         }
-        let named_image = flags.image.clone().filter(|i| !i.is_empty());
-        let image_named = named_image.is_some();
-        let image = named_image.unwrap_or_else(|| {
-            let runtime = runtime.runtime.unwrap_or_else(layer::default_runtime);
-            runtime.build_image_for(&arch)
-        });
+        let image = flags
+            .image
+            .clone()
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(|| {
+                let runtime = runtime.runtime.unwrap_or_else(layer::default_runtime);
+                runtime.build_image_for(&arch)
+            });
         let out_dir = flags
             .out_dir
             .clone()
             .unwrap_or_else(|| source_dir.join("target").join("layer"));
         Ok(Settings {
             source_dir,
-            buildspec_path,
             buildspec_text,
             buildspec,
             target,
             runtime,
             arch,
             image,
-            image_named,
             out_dir,
             warnings,
         })
-    }
-
-    pub fn zip_path(&self) -> PathBuf {
-        self.target.zip_path(&self.out_dir)
-    }
-
-    pub fn manifest_path(&self) -> PathBuf {
-        self.target.manifest_path(&self.out_dir)
     }
 }
 
