@@ -14,10 +14,10 @@ pub mod tree;
 pub mod unzip;
 pub mod zip;
 
-pub use extract::extract_tar;
+pub use extract::{extract_tar, extract_tar_within};
 pub use select::{Selection, SelectionError};
-pub use tree::{ExtractError, ExtractSummary};
-pub use unzip::unzip;
+pub use tree::{ExtractError, ExtractSummary, Limits};
+pub use unzip::{unzip, unzip_within};
 pub use zip::{write_zip, ZipOptions, ZipSummary};
 
 /// Whether `id` is what CodeBuild accepts as an artifact identifier: letters, digits and `_`

@@ -25,7 +25,7 @@ mod variables;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
@@ -38,7 +38,7 @@ use settings::Settings;
 use source::Source;
 use staging::Staging;
 use summary::Summary;
-use variables::{Invocation, UserVariables};
+use variables::{Invocation, Masker, UserVariables};
 
 use crate::engine::Engine;
 use crate::runtime::Runtime;
@@ -106,6 +106,20 @@ pub struct BuildLayer {
     /// Forward the host's AWS credentials (environment variables) into the container.
     #[arg(long)]
     pub pass_aws_credentials: bool,
+    /// Send only the files git tracks into the container (the default when CI is set).
+    #[arg(long, conflicts_with = "include_untracked")]
+    pub tracked_only: bool,
+    /// Send untracked files that git does not ignore too, even when CI is set.
+    #[arg(long)]
+    pub include_untracked: bool,
+    /// Stop the build after this many minutes, as CodeBuild's timeout does [default: the
+    /// CodeBuild project's TimeoutInMinutes in codebuild.yml, else 60].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=2160))]
+    pub timeout_minutes: Option<u64>,
+    /// Put exported variables that hold secrets into --json unmasked (the human summary always
+    /// masks them).
+    #[arg(long)]
+    pub json_unmasked_exports: bool,
 }
 
 impl BuildLayer {
@@ -124,7 +138,8 @@ impl BuildLayer {
 }
 
 /// One build, stage by stage. With `json` set the log goes to stderr and nothing is printed on
-/// stdout (callers inside a tokio runtime, such as `deploy --build`, use it directly).
+/// stdout (callers inside a tokio runtime, such as `deploy --build`, use it directly). An error
+/// is masked like the log: it may quote what a command printed.
 pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let settings = Settings::resolve(&flags)?;
@@ -133,23 +148,38 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
         log.line(&warning.headline());
     }
     let user = user_input(&flags, &settings).await?;
-    let log = log.masking(variables::Masker::new(&user.secrets));
-    let source = Source::discover(&settings.source_dir)?;
+    let host = HostConfig::from_env(!flags.no_host_network_config, flags.pass_aws_credentials);
+    let masker = Masker::new(user.secrets.iter().chain(&host.secrets));
+    let log = log.masking(masker.clone());
+    let built = build_with(&flags, &settings, user, host, &log, started).await;
+    built.map_err(|e| anyhow::anyhow!("{}", masker.mask(&format!("{e:#}"))))
+}
+
+async fn build_with(
+    flags: &BuildLayer,
+    settings: &Settings,
+    user: UserInput,
+    host: HostConfig,
+    log: &Log,
+    started: Instant,
+) -> anyhow::Result<Summary> {
+    let source = Source::discover(&settings.source_dir, source_files(flags))?;
+    warn_untracked(&source, log);
     let engine = Engine::connect().await?;
-    let image = image::inspect(&engine, &settings.image, &log).await?;
-    let runtime = target_runtime(&settings, &image, &log)?;
+    let image = image::inspect(&engine, &settings.image, log).await?;
+    let runtime = target_runtime(settings, &image, log)?;
     let invocation = Invocation::now(&settings.out_dir);
     let plan = prepare::plan(Inputs {
-        settings: &settings,
+        settings,
         image: &image,
         runtime,
         user,
-        host: HostConfig::from_env(!flags.no_host_network_config, flags.pass_aws_credentials),
+        host,
         source: source.pack()?,
         source_files: source.files.len(),
         git_revision: source.git_revision.clone(),
         invocation: invocation.clone(),
-        options: options(&flags),
+        options: options(flags, settings),
     })?;
     if let Some(manifest) = plan.up_to_date().filter(|_| !flags.force) {
         log.line(&format!(
@@ -161,17 +191,49 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
     }
     let _lock = lock_out_dir(&plan.out_dir)?;
     invocation.record(&plan.out_dir);
-    let log = log.masking(plan.masker.clone());
     tokio::select! {
-        result = execute_and_package(&plan, &engine, &log) => {
+        result = execute_and_package(&plan, &engine, log) => {
             let (outcome, packaged) = result?;
             Ok(Summary::new(&plan, outcome, packaged, started.elapsed()))
         }
         code = interrupted() => {
-            stop(&plan, &engine, &log, code).await;
+            stop(&plan, &engine, log, code).await;
             Ok(Summary::interrupted(code, started.elapsed()))
         }
     }
+}
+
+/// Which files go into the container: with `--tracked-only` (the default in CI) only what git
+/// tracks; else untracked files that git does not ignore too.
+fn source_files(flags: &BuildLayer) -> source::Files {
+    let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
+    match flags.tracked_only || (ci && !flags.include_untracked) {
+        true => source::Files::Tracked,
+        false => source::Files::TrackedAndUntracked,
+    }
+}
+
+/// Untracked files go into the build too (as `git add` would take them): name them, since a fresh
+/// `.env` or key file is easy to miss.
+fn warn_untracked(source: &Source, log: &Log) {
+    const SHOWN: usize = 10;
+    if source.untracked.is_empty() {
+        return;
+    }
+    let mut names: Vec<&str> = source
+        .untracked
+        .iter()
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect();
+    if source.untracked.len() > SHOWN {
+        names.push("…");
+    }
+    log.warning(&format!(
+        "{} untracked file(s) go into the build: {} (--tracked-only sends only what git tracks)",
+        source.untracked.len(),
+        names.join(", ")
+    ));
 }
 
 /// After a signal: the work future (and its containers' guards) has been dropped; remove the
@@ -229,11 +291,15 @@ async fn execute_and_package(
     Ok((outcome, packaged.transpose()?))
 }
 
-fn options(flags: &BuildLayer) -> Options {
+fn options(flags: &BuildLayer, settings: &Settings) -> Options {
     Options {
         cache: !flags.no_cache,
         import_test: !flags.no_import_test,
         scratch_on_disk: flags.scratch_on_disk,
+        timeout: Duration::from_secs(
+            60 * flags.timeout_minutes.unwrap_or(settings.timeout_minutes),
+        ),
+        json_unmasked_exports: flags.json_unmasked_exports,
     }
 }
 

@@ -135,6 +135,14 @@ impl Template {
             .collect()
     }
 
+    /// The `TimeoutInMinutes` of the CodeBuild projects in this template.
+    pub fn codebuild_timeouts(&self) -> Vec<Resolved> {
+        self.resources(&["AWS::CodeBuild::Project"])
+            .filter_map(|(_, _, node)| node.get("Properties")?.get("TimeoutInMinutes"))
+            .map(|n| self.resolve(n))
+            .collect()
+    }
+
     /// A parameter's default value, if it has one.
     fn parameter_default(&self, name: &str) -> Option<String> {
         let default = self.root.get("Parameters")?.get(name)?.get("Default")?;

@@ -12,6 +12,9 @@ use saphyr_parser::{Event, Parser, ScalarStyle, Span as EventSpan, StrInput};
 
 /// Deeper nesting than this is rejected instead of recursing without bound on hostile input.
 const MAX_DEPTH: usize = 200;
+/// More nodes than this, counting each alias and merge as the copy it makes, are rejected: a few
+/// hundred bytes of nested aliases ("billion laughs") would otherwise expand without bound.
+pub const MAX_NODES: usize = 1_000_000;
 
 /// A position in a source file: 1-based line and column (in characters), 0-based byte offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +155,7 @@ pub fn parse(text: &str) -> Result<Vec<Node>, SyntaxError> {
         parser: Parser::new_from_str(text),
         offsets: CharOffsets::new(text),
         anchors: HashMap::new(),
+        nodes: 0,
     };
     builder.documents()
 }
@@ -209,7 +213,10 @@ impl CharOffsets {
 struct Builder<'a> {
     parser: Parser<'a, StrInput<'a>>,
     offsets: CharOffsets,
-    anchors: HashMap<usize, Node>,
+    /// Each anchored node, with its size in nodes.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Nodes made so far, copies included.
+    nodes: usize,
 }
 
 impl<'a> Builder<'a> {
@@ -243,12 +250,29 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// Counts `count` more nodes; past [`MAX_NODES`] the document is refused.
+    fn count(&mut self, count: usize, at: Pos) -> Result<(), SyntaxError> {
+        self.nodes = self.nodes.saturating_add(count);
+        if self.nodes > MAX_NODES {
+            return Err(SyntaxError {
+                message: format!(
+                    "the document expands to more than {MAX_NODES} nodes (through aliases?): refused"
+                ),
+                pos: at,
+            });
+        }
+        Ok(())
+    }
+
     fn node(&mut self, event: Event<'a>, span: Span, depth: usize) -> Result<Node, SyntaxError> {
         if depth > MAX_DEPTH {
             return Err(SyntaxError {
                 message: format!("nesting deeper than {MAX_DEPTH} levels"),
                 pos: span.start,
             });
+        }
+        if !matches!(event, Event::Alias(_)) {
+            self.count(1, span.start)?;
         }
         let (node, anchor) = match event {
             Event::Scalar(text, style, anchor, tag) => {
@@ -299,7 +323,8 @@ impl<'a> Builder<'a> {
                         entries.push(Entry { key, value });
                     }
                 };
-                apply_merges(&mut entries, &merged);
+                let copied = apply_merges(&mut entries, &merged);
+                self.count(copied, span.start)?;
                 let node = Node {
                     value: Value::Map(entries),
                     span: Span {
@@ -311,16 +336,19 @@ impl<'a> Builder<'a> {
                 (node, anchor)
             }
             Event::Alias(id) => {
-                let target = self.anchors.get(&id).cloned().ok_or(SyntaxError {
-                    message: "alias refers to an unknown anchor".into(),
-                    pos: span.start,
-                })?;
-                return Ok(target);
+                let Some((_, size)) = self.anchors.get(&id) else {
+                    return Err(SyntaxError {
+                        message: "alias refers to an unknown anchor".into(),
+                        pos: span.start,
+                    });
+                };
+                self.count(*size, span.start)?;
+                return Ok(self.anchors[&id].0.clone());
             }
             other => return Err(unexpected(&other, span)),
         };
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), size(&node)));
         }
         Ok(node)
     }
@@ -330,9 +358,20 @@ fn is_merge_key(key: &Node) -> bool {
     matches!(&key.value, Value::Scalar(s) if s.plain && s.text == "<<")
 }
 
+/// How many nodes `node` is made of (itself included).
+fn size(node: &Node) -> usize {
+    1 + match &node.value {
+        Value::Scalar(_) => 0,
+        Value::Seq(items) => items.iter().map(size).sum(),
+        Value::Map(entries) => entries.iter().map(|e| size(&e.key) + size(&e.value)).sum(),
+    }
+}
+
 /// Expands YAML merge keys (`<<: *defaults`) the way YAML 1.1 loaders do: merged entries never
 /// override keys written out in the mapping itself, and earlier sources win over later ones.
-fn apply_merges(entries: &mut Vec<Entry>, merged: &[Node]) {
+/// Returns how many nodes it copied.
+fn apply_merges(entries: &mut Vec<Entry>, merged: &[Node]) -> usize {
+    let mut copied = 0;
     let sources = merged.iter().flat_map(|node| match &node.value {
         Value::Seq(items) => items.iter().collect::<Vec<_>>(),
         _ => vec![node],
@@ -341,10 +380,12 @@ fn apply_merges(entries: &mut Vec<Entry>, merged: &[Node]) {
         for entry in source.as_map().unwrap_or_default() {
             let present = entries.iter().any(|e| e.key.as_str() == entry.key.as_str());
             if !present {
+                copied += size(&entry.key) + size(&entry.value);
                 entries.push(entry.clone());
             }
         }
     }
+    copied
 }
 
 fn local_tag(tag: &saphyr_parser::Tag) -> String {
@@ -418,6 +459,18 @@ mod tests {
         assert_eq!(root.get("A").unwrap().tag.as_deref(), Some("Ref"));
         assert_eq!(root.get("B").unwrap().tag.as_deref(), Some("GetAtt"));
         assert_eq!(root.get("C").unwrap().as_str(), Some("${AWS::Region}"));
+    }
+
+    #[test]
+    fn nested_aliases_cannot_expand_without_bound() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..=9 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("more than"), "{}", err.message);
+        assert!(text.len() < 1000);
     }
 
     #[test]

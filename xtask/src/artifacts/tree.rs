@@ -65,6 +65,16 @@ pub enum ExtractError {
         patterns: Vec<String>,
         hint: Option<String>,
     },
+    /// More than an extraction may write or read (see [`Limits`]).
+    LimitExceeded {
+        what: &'static str,
+        limit: u64,
+    },
+    /// Two paths that differ only in case, on a host file system that would merge them.
+    CaseCollision {
+        first: String,
+        second: String,
+    },
     Io {
         entry: String,
         source: io::Error,
@@ -122,6 +132,14 @@ impl fmt::Display for ExtractError {
                 }
                 Ok(())
             }
+            ExtractError::LimitExceeded { what, limit } => write!(
+                f,
+                "the artifact is over the extraction limit of {limit} {what}: nothing was kept"
+            ),
+            ExtractError::CaseCollision { first, second } => write!(
+                f,
+                "`{first}` and `{second}` differ only in case, and this machine's file system would merge them into one: extract on a case-sensitive file system"
+            ),
             ExtractError::Io { entry, source } => {
                 write!(f, "cannot extract `{entry}`: {source}")
             }
@@ -249,9 +267,81 @@ pub fn resolve_link(link: &str, target: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
+/// How much one extraction may write and read: a build's output is untrusted, and a sparse
+/// file, a hard-link or symlink fan-out, or a zip bomb must not fill the disk (or `/dev/shm`,
+/// which is memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes written (files and kept links, copies of linked files included).
+    pub max_bytes: u64,
+    /// Entries read from the archive, selected or not.
+    pub max_entries: u64,
+}
+
+impl Default for Limits {
+    /// Lambda's unzipped limit with as much again as margin (so a layer slightly too big is
+    /// still judged by `verify`, with its biggest packages named), and half a million entries.
+    fn default() -> Limits {
+        Limits {
+            max_bytes: 2 * crate::layer::MAX_UNZIPPED_BYTES,
+            max_entries: 500_000,
+        }
+    }
+}
+
 struct Symlink {
     source: String,
     target: String,
+}
+
+/// Whether following `target` from the link at `link` stays inside the root, resolving every
+/// component through the tree's own links (`links`: path → target) as the file system would,
+/// `..` after a link included.
+pub fn stays_inside(link: &str, target: &str, links: &BTreeMap<String, String>) -> bool {
+    let mut hops = 0;
+    let mut here: Vec<&str> = link.split('/').collect();
+    here.pop();
+    let mut pending: std::collections::VecDeque<&str> = target.split('/').collect();
+    if target.is_empty() || target.starts_with('/') {
+        return false;
+    }
+    while let Some(part) = pending.pop_front() {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if here.pop().is_none() {
+                    return false;
+                }
+            }
+            name => {
+                here.push(name);
+                let Some(next) = links.get(&here.join("/")) else {
+                    continue;
+                };
+                hops += 1;
+                if hops > 40 || next.is_empty() || next.starts_with('/') {
+                    return false;
+                }
+                here.pop();
+                for part in next.split('/').rev() {
+                    pending.push_front(part);
+                }
+            }
+        }
+    }
+    true
+}
+
+/// Whether the file system at `dir` treats `A` and `a` as one name (macOS and Windows by
+/// default): there, two entries that differ only in case would silently become one file.
+fn case_insensitive(dir: &Path) -> bool {
+    let upper = dir.join(".XTASK-CASE-PROBE");
+    if fs::write(&upper, b"").is_err() {
+        return false;
+    }
+    let folded = fs::symlink_metadata(dir.join(".xtask-case-probe")).is_ok();
+    let _ = fs::remove_file(&upper);
+    folded
 }
 
 /// Where a source path lands in the destination, or `None` when it is not selected.
@@ -273,16 +363,25 @@ pub(crate) struct Tree<'a> {
     symlinks: BTreeMap<String, Symlink>,
     created_dirs: HashSet<PathBuf>,
     summary: ExtractSummary,
+    limits: Limits,
+    entries: u64,
+    /// Lower-cased destination paths, on a case-insensitive host file system.
+    folded: Option<BTreeMap<String, String>>,
 }
 
 impl<'a> Tree<'a> {
     pub(crate) fn new(
         root: &Path,
         enable_symlinks: bool,
+        limits: &Limits,
         place: impl Fn(&str) -> Option<String> + 'a,
     ) -> Result<Tree<'a>, ExtractError> {
         fs::create_dir_all(root).map_err(io_error(""))?;
+        let folded = case_insensitive(root).then(BTreeMap::new);
         Ok(Tree {
+            limits: *limits,
+            entries: 0,
+            folded,
             root: root.to_path_buf(),
             enable_symlinks,
             place: Box::new(place),
@@ -294,6 +393,33 @@ impl<'a> Tree<'a> {
             created_dirs: HashSet::new(),
             summary: ExtractSummary::default(),
         })
+    }
+
+    /// Counts one more entry of the archive against [`Limits::max_entries`].
+    pub(crate) fn count_entry(&mut self) -> Result<(), ExtractError> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            return Err(ExtractError::LimitExceeded {
+                what: "archive entries",
+                limit: self.limits.max_entries,
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts `bytes` more written against [`Limits::max_bytes`].
+    fn check_room(&self, bytes: u64) -> Result<(), ExtractError> {
+        if self.summary.bytes.saturating_add(bytes) > self.limits.max_bytes {
+            return Err(self.too_many_bytes());
+        }
+        Ok(())
+    }
+
+    fn too_many_bytes(&self) -> ExtractError {
+        ExtractError::LimitExceeded {
+            what: "bytes",
+            limit: self.limits.max_bytes,
+        }
     }
 
     pub(crate) fn directory(&mut self, source: &str) {
@@ -370,14 +496,22 @@ impl<'a> Tree<'a> {
 
     /// Resolves the symlinks and returns what was written.
     pub(crate) fn finish(mut self) -> Result<ExtractSummary, ExtractError> {
-        let links: Vec<String> = self.symlinks.keys().cloned().collect();
-        for source in links {
-            let Some(link) = self.symlinks.get(&source) else {
-                continue;
-            };
-            let (source, target) = (link.source.clone(), link.target.clone());
+        let links: Vec<(String, String)> = self
+            .symlinks
+            .values()
+            .map(|l| (l.source.clone(), l.target.clone()))
+            .collect();
+        // Kept links as they will be in the tree: destination path → target.
+        let kept: BTreeMap<String, String> = match self.enable_symlinks {
+            true => links
+                .iter()
+                .filter_map(|(source, target)| Some(((self.place)(source)?, target.clone())))
+                .collect(),
+            false => BTreeMap::new(),
+        };
+        for (source, target) in links {
             if self.enable_symlinks {
-                self.keep_symlink(&source, &target)?;
+                self.keep_symlink(&source, &target, &kept)?;
             } else {
                 self.materialise(&source, &target)?;
             }
@@ -385,17 +519,24 @@ impl<'a> Tree<'a> {
         Ok(self.summary)
     }
 
-    fn keep_symlink(&mut self, source: &str, target: &str) -> Result<(), ExtractError> {
+    fn keep_symlink(
+        &mut self,
+        source: &str,
+        target: &str,
+        kept: &BTreeMap<String, String>,
+    ) -> Result<(), ExtractError> {
         let Some(dest) = (self.place)(source) else {
             return Ok(());
         };
-        let escapes = || ExtractError::LinkEscapes {
-            entry: source.to_string(),
-            target: target.to_string(),
-        };
-        // Inside the root both where the link was and where it lands (discard-paths moves it).
-        resolve_link(source, target).ok_or_else(escapes)?;
-        resolve_link(&dest, target).ok_or_else(escapes)?;
+        // Where it leads in the tree as it will be, through the other kept links: a target that
+        // stays inside lexically may still climb out through a link and `..`.
+        if !stays_inside(&dest, target, kept) {
+            return Err(ExtractError::LinkEscapes {
+                entry: source.to_string(),
+                target: target.to_string(),
+            });
+        }
+        self.check_room(target.len() as u64)?;
         self.claim(source, &dest)?;
         let path = self.prepare(source, &dest)?;
         std::os::unix::fs::symlink(target, &path).map_err(io_error(source))?;
@@ -515,6 +656,29 @@ impl<'a> Tree<'a> {
                 });
             }
         }
+        if let Some(folded) = &mut self.folded {
+            // Every prefix: `python/Crypto/x` and `python/crypto/y` collide in the directory.
+            let mut prefix = String::new();
+            for part in dest.split('/') {
+                if !prefix.is_empty() {
+                    prefix.push('/');
+                }
+                prefix.push_str(part);
+                let lower = prefix.to_lowercase();
+                match folded.get(&lower) {
+                    Some(seen) if *seen != prefix => {
+                        return Err(ExtractError::CaseCollision {
+                            first: seen.clone(),
+                            second: prefix,
+                        })
+                    }
+                    Some(_) => {}
+                    None => {
+                        folded.insert(lower, prefix.clone());
+                    }
+                }
+            }
+        }
         self.landed.insert(dest.to_string(), source.to_string());
         Ok(())
     }
@@ -595,7 +759,11 @@ impl<'a> Tree<'a> {
             .map_err(io_error(source))?;
         // Large writes: one syscall per 256 KiB rather than per 8 KiB read (3x faster on a layer).
         let mut out = io::BufWriter::with_capacity(256 * 1024, &mut file);
-        let bytes = io::copy(content, &mut out).map_err(io_error(source))?;
+        let room = self.limits.max_bytes.saturating_sub(self.summary.bytes);
+        let bytes = io::copy(&mut content.take(room + 1), &mut out).map_err(io_error(source))?;
+        if bytes > room {
+            return Err(self.too_many_bytes());
+        }
         out.flush().map_err(io_error(source))?;
         drop(out);
         file.set_permissions(fs::Permissions::from_mode(normalised_mode(mode)))
@@ -641,6 +809,25 @@ mod tests {
             relative_entry_path(b"a\xff"),
             Err(ExtractError::InvalidPath { .. })
         ));
+    }
+
+    #[test]
+    fn kept_links_are_followed_through_other_links() {
+        let links: BTreeMap<String, String> = [
+            ("python/deep".to_string(), "a/b/c".to_string()),
+            ("python/up".to_string(), "..".to_string()),
+            ("python/loop".to_string(), "loop".to_string()),
+        ]
+        .into();
+        assert!(stays_inside("python/deep", "a/b/c", &links));
+        assert!(stays_inside("python/ok", "deep/..", &links));
+        // Lexically `up/../..` from python/ is the root; physically `up` is the root already,
+        // and `..` from there leaves it.
+        assert_eq!(resolve_link("python/v", "up/../..").as_deref(), Some(""));
+        assert!(!stays_inside("python/v", "up/../..", &links));
+        assert!(!stays_inside("python/y", "loop", &links));
+        assert!(!stays_inside("python/z", "/etc/passwd", &links));
+        assert!(!stays_inside("python/z", "../..", &links));
     }
 
     #[test]

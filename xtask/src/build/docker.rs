@@ -18,6 +18,7 @@ use super::execute::{Executor, Outcome};
 use super::log::Log;
 use super::prepare::{Plan, CONTAINER_CA_DIR};
 use super::staging::Staging;
+use crate::artifacts;
 use crate::engine::{ContainerSpec, Engine, Exec, WorkContainer};
 use output::{DriverReport, OutputReader};
 
@@ -124,6 +125,7 @@ impl DockerExecutor<'_> {
             engine: self.engine,
             container,
             src_dir: &plan.src_dir,
+            budget: std::sync::Mutex::new(artifacts::Limits::default()),
         };
         // Reports are copied whatever the outcome: a failed build is when they matter most.
         let (reports, warnings) = collect::reports(&from, plan).await;
@@ -137,8 +139,16 @@ impl DockerExecutor<'_> {
             ..Outcome::default()
         };
         if phases_succeeded {
+            // As in CodeBuild, an artifact that cannot be uploaded fails the build.
             self.log.container("Entering phase UPLOAD_ARTIFACTS");
-            outcome.artifacts = Some(collect::artifacts(&from, plan, staging).await?);
+            match collect::artifacts(&from, plan, staging).await {
+                Ok(artifacts) => outcome.artifacts = Some(artifacts),
+                Err(e) => {
+                    self.log
+                        .container("Phase complete: UPLOAD_ARTIFACTS State: FAILED");
+                    outcome.failure = Some(format!("UPLOAD_ARTIFACTS: {e:#}"));
+                }
+            }
         }
         Ok(outcome)
     }
@@ -177,7 +187,9 @@ impl DockerExecutor<'_> {
         plan: &Plan,
         container: &WorkContainer,
     ) -> anyhow::Result<DriverReport> {
-        let mut exec = Exec::new([plan.driver.interpreter, "-c", plan.driver.script.as_str()])
+        let how = &plan.driver;
+        let mut exec = Exec::new([how.interpreter, "-c", driver::BOOTSTRAP])
+            .stdin(driver::stdin(&how.token, &how.script))
             .working_dir(&plan.src_dir);
         for (name, value) in &plan.variables.0 {
             if driver::is_variable_name(name) {
@@ -196,7 +208,7 @@ impl DockerExecutor<'_> {
                 .with_context(|| format!("run-as {user}: cannot hand the source to that user"))?;
             exec = exec.user(user);
         }
-        let mut output = OutputReader::new(self.log);
+        let mut output = OutputReader::new(self.log, &how.token);
         let code = self
             .engine
             .exec(container, &exec, |_, chunk| output.feed(chunk))

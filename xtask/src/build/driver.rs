@@ -22,17 +22,25 @@
 //!   `CODEBUILD_BUILD_SUCCEEDING=0` for what follows.
 //! - The driver exits 0 when the build succeeded and 1 otherwise.
 //!
+//! # How it is run
+//! [`BOOTSTRAP`] is the command line (`sh -c BOOTSTRAP`): it reads a per-build random token and
+//! then the driver script from stdin, gives the commands `/dev/null` as stdin, and sources the
+//! script. So the command line carries no variable, no token and no script (a script of any
+//! size works, past the 128 KiB a single argument may have).
+//!
 //! # Marker lines
 //! Besides CodeBuild's `[Container] <ts> …` log lines the driver prints machine-readable lines that
-//! start with [`MARKER_PREFIX`] (`##xtask `); [`parse_marker`] reads them:
+//! start with [`MARKER_PREFIX`] (`##xtask `) and the build's token; [`parse_marker`] reads them.
+//! The token lives only in the driver's shell (never exported, never in a file or the command
+//! line), so a command's output cannot forge a marker: a line without it is ordinary output.
 //!
 //! ```text
-//! ##xtask phase <PHASE> start <epoch-ms>
-//! ##xtask phase <PHASE> retry <attempt> <epoch-ms>          (attempt = 1, 2, …)
-//! ##xtask phase <PHASE> end SUCCEEDED|FAILED <epoch-ms>
-//! ##xtask export <NAME>=<lower-case hex of the value's bytes>
-//! ##xtask export <NAME>                                     (the variable is unset)
-//! ##xtask build end SUCCEEDED|FAILED
+//! ##xtask <token> phase <PHASE> start <epoch-ms>
+//! ##xtask <token> phase <PHASE> retry <attempt> <epoch-ms>          (attempt = 1, 2, …)
+//! ##xtask <token> phase <PHASE> end SUCCEEDED|FAILED <epoch-ms>
+//! ##xtask <token> export <NAME>=<lower-case hex of the value's bytes>
+//! ##xtask <token> export <NAME>                                     (the variable is unset)
+//! ##xtask <token> build end SUCCEEDED|FAILED
 //! ```
 //!
 //! `<PHASE>` is the log name (`PRE_BUILD`). A phase that never starts was skipped. The exports and
@@ -58,6 +66,24 @@ use crate::buildspec::{Buildspec, OnFailure, Phase, PhaseName, Shell};
 
 /// The start of every machine-readable line the driver prints.
 pub const MARKER_PREFIX: &str = "##xtask ";
+
+/// The driver's command line: `<shell> -c BOOTSTRAP`, with `token\nscript` on stdin (see
+/// [`stdin`]). The script is written to a private temporary file, which it removes first thing.
+pub const BOOTSTRAP: &str = r#"IFS= read -r __xt_token || exit 97
+__xt_script=$(umask 077 && mktemp "${TMPDIR:-/tmp}/xtask-driver.XXXXXX") || exit 97
+cat >"$__xt_script" || exit 97
+exec </dev/null
+. "$__xt_script""#;
+
+/// What the driver's stdin carries: the token, then the script.
+pub fn stdin(token: &str, script: &str) -> Vec<u8> {
+    format!("{token}\n{script}").into_bytes()
+}
+
+/// A new per-build token: 128 random bits, hex.
+pub fn new_token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
 
 /// What the driver needs besides the buildspec.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,7 +119,8 @@ pub fn is_variable_name(name: &str) -> bool {
 /// The helpers every driver starts with. Names start with `__xt_` to stay out of the commands' way.
 /// Every statement that may return non-zero sits in a condition, so a `set -e` left on by a command
 /// cannot stop the driver's own bookkeeping.
-const PRELUDE: &str = r#"exec 2>&1
+const PRELUDE: &str = r#"rm -f "$__xt_script"
+exec 2>&1
 set +e
 case $(date -u +%3N 2>/dev/null) in
 [0-9][0-9][0-9]) __xt_gnu_date=1 ;;
@@ -106,7 +133,7 @@ __xt_ms() {
   if [ "$__xt_gnu_date" = 1 ]; then date -u +%s%3N; else echo "$(date -u +%s)000"; fi
 }
 __xt_log() { printf '[Container] %s %s\n' "$(__xt_ts)" "$1"; }
-__xt_mark() { printf '##xtask %s\n' "$1"; }
+__xt_mark() { printf '##xtask %s %s\n' "$__xt_token" "$1"; }
 __xt_hex() { printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n'; }
 __xt_tmp=${TMPDIR:-/tmp}/xtask-driver.$$
 __xt_out=$__xt_tmp.out
@@ -384,9 +411,14 @@ pub enum Marker {
     },
 }
 
-/// Reads a marker line (without its line ending); `None` for any other line.
-pub fn parse_marker(line: &str) -> Option<Marker> {
+/// Reads a marker line of the build with `token` (without its line ending); `None` for any other
+/// line, a forged one (another token, or none) included.
+pub fn parse_marker(line: &str, token: &str) -> Option<Marker> {
     let rest = line.strip_prefix(MARKER_PREFIX)?;
+    let rest = rest.strip_prefix(token)?.strip_prefix(' ')?;
+    if token.is_empty() {
+        return None;
+    }
     let words: Vec<&str> = rest.split(' ').collect();
     let state = |word: &str| match word {
         "SUCCEEDED" => Some(true),
@@ -528,14 +560,14 @@ mod tests {
     #[test]
     fn markers_are_parsed() {
         assert_eq!(
-            parse_marker("##xtask phase PRE_BUILD start 1700000000123"),
+            parse_marker("##xtask t0k3n phase PRE_BUILD start 1700000000123", "t0k3n"),
             Some(Marker::PhaseStart {
                 phase: PhaseName::PreBuild,
                 at_ms: 1_700_000_000_123
             })
         );
         assert_eq!(
-            parse_marker("##xtask phase BUILD retry 2 5"),
+            parse_marker("##xtask t0k3n phase BUILD retry 2 5", "t0k3n"),
             Some(Marker::PhaseRetry {
                 phase: PhaseName::Build,
                 attempt: 2,
@@ -543,7 +575,7 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_marker("##xtask phase BUILD end FAILED 7"),
+            parse_marker("##xtask t0k3n phase BUILD end FAILED 7", "t0k3n"),
             Some(Marker::PhaseEnd {
                 phase: PhaseName::Build,
                 succeeded: false,
@@ -551,26 +583,36 @@ mod tests {
             })
         );
         assert_eq!(
-            parse_marker("##xtask export V=610a"),
+            parse_marker("##xtask t0k3n export V=610a", "t0k3n"),
             Some(Marker::Export {
                 name: "V".into(),
                 value: Some("a\n".into())
             })
         );
         assert_eq!(
-            parse_marker("##xtask export V"),
+            parse_marker("##xtask t0k3n export V", "t0k3n"),
             Some(Marker::Export {
                 name: "V".into(),
                 value: None
             })
         );
         assert_eq!(
-            parse_marker("##xtask build end SUCCEEDED"),
+            parse_marker("##xtask t0k3n build end SUCCEEDED", "t0k3n"),
             Some(Marker::BuildEnd { succeeded: true })
         );
-        assert_eq!(parse_marker("[Container] x"), None);
-        assert_eq!(parse_marker("##xtask phase NOPE start 1"), None);
-        assert_eq!(parse_marker("##xtask export V=6"), None);
+        assert_eq!(parse_marker("[Container] x", "t0k3n"), None);
+        assert_eq!(
+            parse_marker("##xtask t0k3n phase NOPE start 1", "t0k3n"),
+            None
+        );
+        assert_eq!(parse_marker("##xtask t0k3n export V=6", "t0k3n"), None);
+        // A forged marker: no token, or another one.
+        assert_eq!(parse_marker("##xtask build end SUCCEEDED", "t0k3n"), None);
+        assert_eq!(
+            parse_marker("##xtask other build end SUCCEEDED", "t0k3n"),
+            None
+        );
+        assert_eq!(parse_marker("##xtask  build end SUCCEEDED", ""), None);
     }
 
     #[test]

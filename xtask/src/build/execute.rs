@@ -37,8 +37,8 @@ pub struct Outcome {
     pub exported: Vec<(String, Option<String>)>,
     /// The artifact trees; `None` when the phases failed or the buildspec declares none.
     pub artifacts: Option<Artifacts>,
-    /// Why UPLOAD_ARTIFACTS failed, when it did (the build then failed too).
-    pub upload_error: Option<String>,
+    /// Why the build failed besides its phases: an artifact that could not be uploaded, a timeout.
+    pub failure: Option<String>,
     /// Report directories copied to the out-dir.
     pub reports: Vec<String>,
     pub warnings: Vec<String>,
@@ -49,6 +49,19 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// A build stopped by its timeout, as CodeBuild's TIMED_OUT.
+    pub fn timed_out(timeout: std::time::Duration, log: &super::log::Log) -> Outcome {
+        let minutes = timeout.as_secs() / 60;
+        log.container(&format!("Build timed out after {minutes} minutes"));
+        Outcome {
+            failure: Some(format!(
+                "the build timed out after {minutes} minutes (TIMED_OUT; --timeout-minutes sets the limit)"
+            )),
+            executor: "docker",
+            ..Outcome::default()
+        }
+    }
+
     /// Waits for the executor's clean-up and returns its warning, if any.
     pub async fn finish_cleanup(&mut self) -> Option<String> {
         let cleanup = self.cleanup.take()?;

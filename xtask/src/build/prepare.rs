@@ -34,6 +34,10 @@ pub struct Options {
     pub import_test: bool,
     /// The source tree stays on disk even when the Docker machine has memory to spare.
     pub scratch_on_disk: bool,
+    /// How long the phases may run (CodeBuild's build timeout).
+    pub timeout: std::time::Duration,
+    /// `--json` carries exported secrets unmasked.
+    pub json_unmasked_exports: bool,
 }
 
 /// What the container gets from the host: proxy, index and CA settings, and AWS credentials only
@@ -94,12 +98,23 @@ pub struct Inputs<'a> {
     pub options: Options,
 }
 
-/// How the driver runs: `<interpreter> <script>` as `user` (root when `None`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How the driver runs: `<interpreter> -c BOOTSTRAP` as `user` (root when `None`), with the
+/// token and the script on stdin (see `driver`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Driver {
     pub interpreter: &'static str,
     pub script: String,
     pub user: Option<String>,
+    pub token: String,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("interpreter", &self.interpreter)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A build, decided: what the executor runs and what `package` needs to know.
@@ -194,6 +209,7 @@ pub fn plan(inputs: Inputs) -> anyhow::Result<Plan> {
             interpreter,
             script,
             user: settings.buildspec.run_as.as_ref().map(|u| u.value.clone()),
+            token: inputs.invocation.token.clone(),
         },
         host: inputs.host,
         source: inputs.source,
@@ -293,6 +309,7 @@ mod tests {
             arch: "x86_64".into(),
             image: "img".into(),
             out_dir: PathBuf::from("/project/target/layer"),
+            timeout_minutes: 60,
             warnings: Vec::new(),
         }
     }
@@ -316,6 +333,7 @@ mod tests {
                 start_ms: 1,
                 initiator: "xtask/me".into(),
                 region: Some("eu-west-1".into()),
+                token: "t0k3n".into(),
             },
             options: Options::default(),
         }

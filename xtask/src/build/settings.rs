@@ -37,8 +37,14 @@ pub struct Settings {
     pub arch: String,
     pub image: String,
     pub out_dir: PathBuf,
+    /// CodeBuild's build timeout: the project's TimeoutInMinutes (codebuild.yml beside the
+    /// source), else CodeBuild's default.
+    pub timeout_minutes: u64,
     pub warnings: Vec<Diagnostic>,
 }
+
+/// CodeBuild's default build timeout.
+const DEFAULT_TIMEOUT_MINUTES: u64 = 60;
 
 impl Settings {
     pub fn resolve(flags: &BuildLayer) -> anyhow::Result<Settings> {
@@ -84,7 +90,9 @@ impl Settings {
             .out_dir
             .clone()
             .unwrap_or_else(|| source_dir.join("target").join("layer"));
+        let timeout_minutes = project_timeout(&source_dir).unwrap_or(DEFAULT_TIMEOUT_MINUTES);
         Ok(Settings {
+            timeout_minutes,
             source_dir,
             buildspec_text,
             buildspec,
@@ -96,6 +104,18 @@ impl Settings {
             warnings,
         })
     }
+}
+
+/// The TimeoutInMinutes of the CodeBuild project in `codebuild.yml` (or `.yaml`) in `dir`.
+fn project_timeout(dir: &std::path::Path) -> Option<u64> {
+    let path = ["codebuild.yml", "codebuild.yaml"]
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|p| p.is_file())?;
+    let template = crate::template::Template::read(&path).ok()?;
+    let timeouts = template.codebuild_timeouts();
+    let minutes = timeouts.first()?.ok()?.trim().parse::<u64>().ok()?;
+    (5..=2160).contains(&minutes).then_some(minutes)
 }
 
 /// The lint's errors stop a build before anything runs (printed as `lint-buildspec` prints them);

@@ -17,8 +17,18 @@ pub struct Source {
     pub root: PathBuf,
     /// Relative paths, sorted, `/`-separated.
     pub files: Vec<String>,
+    /// Those of `files` git does not track (sent because git does not ignore them either).
+    pub untracked: Vec<String>,
     /// The checkout's HEAD, when the source is a git checkout.
     pub git_revision: Option<String>,
+}
+
+/// Which files of a git checkout are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Files {
+    Tracked,
+    /// Tracked, and untracked ones git does not ignore (what `git add -A` would take).
+    TrackedAndUntracked,
 }
 
 /// A tar of the source plus the hash of what went into it.
@@ -39,27 +49,37 @@ impl std::fmt::Debug for Packed {
 }
 
 impl Source {
-    pub fn discover(root: &Path) -> anyhow::Result<Source> {
+    pub fn discover(root: &Path, which: Files) -> anyhow::Result<Source> {
         let root = root
             .canonicalize()
             .with_context(|| format!("source directory {} does not exist", root.display()))?;
         if !root.is_dir() {
             bail!("source {} is not a directory", root.display());
         }
-        let (files, git_revision) = match git_files(&root) {
+        let (listing, git_revision) = match git_files(&root, which) {
             Some(listing) => listing,
-            None => (walk(&root)?, None),
+            None => (
+                Listing {
+                    tracked: walk(&root)?,
+                    untracked: Vec::new(),
+                },
+                None,
+            ),
         };
-        let files = files
-            .into_iter()
-            .filter(|f| !is_never_sent(f))
-            .filter(|f| root.join(f).symlink_metadata().is_ok()) // tracked but deleted
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let keep = |files: Vec<String>| -> BTreeSet<String> {
+            files
+                .into_iter()
+                .filter(|f| !is_never_sent(f))
+                .filter(|f| root.join(f).symlink_metadata().is_ok()) // tracked but deleted
+                .collect()
+        };
+        let untracked = keep(listing.untracked);
+        let mut files = keep(listing.tracked);
+        files.extend(untracked.iter().cloned());
         Ok(Source {
+            files: files.into_iter().collect(),
+            untracked: untracked.into_iter().collect(),
             root,
-            files,
             git_revision,
         })
     }
@@ -109,8 +129,14 @@ fn is_never_sent(rel: &str) -> bool {
         || rel.split('/').any(|part| part == ".git")
 }
 
+/// What git lists, relative to the source root.
+struct Listing {
+    tracked: Vec<String>,
+    untracked: Vec<String>,
+}
+
 /// `git ls-files` of the checkout containing `root`, relative to `root`; `None` outside git.
-fn git_files(root: &Path) -> Option<(Vec<String>, Option<String>)> {
+fn git_files(root: &Path, which: Files) -> Option<(Listing, Option<String>)> {
     let sh = xshell::Shell::new().ok()?;
     sh.change_dir(root);
     let inside = xshell::cmd!(sh, "git rev-parse --is-inside-work-tree")
@@ -121,22 +147,35 @@ fn git_files(root: &Path) -> Option<(Vec<String>, Option<String>)> {
     if inside.trim() != "true" {
         return None;
     }
-    let listing = xshell::cmd!(sh, "git ls-files -z --cached --others --exclude-standard")
-        .quiet()
-        .read()
-        .ok()?;
-    let files = listing
-        .split('\0')
-        .filter(|f| !f.is_empty())
-        .map(str::to_string)
-        .collect();
+    let list = |output: String| -> Vec<String> {
+        output
+            .split('\0')
+            .filter(|f| !f.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let tracked = list(
+        xshell::cmd!(sh, "git ls-files -z --cached")
+            .quiet()
+            .read()
+            .ok()?,
+    );
+    let untracked = match which {
+        Files::Tracked => Vec::new(),
+        Files::TrackedAndUntracked => list(
+            xshell::cmd!(sh, "git ls-files -z --others --exclude-standard")
+                .quiet()
+                .read()
+                .ok()?,
+        ),
+    };
     let head = xshell::cmd!(sh, "git rev-parse HEAD")
         .quiet()
         .ignore_stderr()
         .read()
         .ok()
         .map(|h| h.trim().to_string());
-    Some((files, head))
+    Some((Listing { tracked, untracked }, head))
 }
 
 /// Every file and symlink below `root`, without descending into the never-sent directories.
@@ -192,7 +231,7 @@ mod tests {
     fn the_digest_follows_content_and_the_tar_lists_every_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a"), "1").unwrap();
-        let source = Source::discover(dir.path()).unwrap();
+        let source = Source::discover(dir.path(), Files::TrackedAndUntracked).unwrap();
         let first = source.pack().unwrap();
         std::fs::write(dir.path().join("a"), "2").unwrap();
         let second = source.pack().unwrap();
@@ -227,7 +266,10 @@ mod tests {
         xshell::cmd!(sh, "git add tracked.txt .gitignore")
             .run()
             .unwrap();
-        let source = Source::discover(root).unwrap();
+        let source = Source::discover(root, Files::TrackedAndUntracked).unwrap();
         assert_eq!(source.files, [".gitignore", "tracked.txt", "untracked.txt"]);
+        assert_eq!(source.untracked, ["untracked.txt"]);
+        let tracked = Source::discover(root, Files::Tracked).unwrap();
+        assert_eq!(tracked.files, [".gitignore", "tracked.txt"]);
     }
 }

@@ -32,7 +32,10 @@ pub struct Summary {
     pub phases: Vec<PhaseResult>,
     /// The packaged layer; `None` when nothing was packaged.
     pub layer: Option<Layer>,
+    /// Exported variables, secrets masked.
     pub exported: Vec<(String, Option<String>)>,
+    /// The same unmasked, only when `--json-unmasked-exports` asked for them in the JSON.
+    exported_unmasked: Option<Vec<(String, Option<String>)>>,
     /// Secondary artifacts: `(identifier, zip path)`.
     pub secondary: Vec<(String, String)>,
     /// Report directories copied to the out-dir.
@@ -53,6 +56,10 @@ impl Summary {
         packaged: Option<Packaged>,
         took: Duration,
     ) -> Summary {
+        let exported_unmasked = plan
+            .options
+            .json_unmasked_exports
+            .then(|| outcome.exported.clone());
         let mut summary = Summary {
             phases: outcome.phases,
             exported: outcome
@@ -60,12 +67,13 @@ impl Summary {
                 .into_iter()
                 .map(|(name, value)| (name, value.map(|v| plan.masker.mask(&v))))
                 .collect(),
+            exported_unmasked,
             reports: outcome.reports,
             warnings: outcome.warnings,
             duration_ms: millis(took),
             ..Summary::default()
         };
-        summary.errors.extend(outcome.upload_error);
+        summary.errors.extend(outcome.failure);
         let passed = match packaged {
             Some(packaged) => summary.add_layer(packaged),
             None => outcome.phases_succeeded && summary.errors.is_empty(),
@@ -195,7 +203,9 @@ impl Summary {
             })
             .collect();
         let exported: serde_json::Map<String, Value> = self
-            .exported
+            .exported_unmasked
+            .as_ref()
+            .unwrap_or(&self.exported)
             .iter()
             .map(|(name, value)| (name.clone(), json!(value)))
             .collect();

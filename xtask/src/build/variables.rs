@@ -267,6 +267,8 @@ pub struct Invocation {
     pub initiator: String,
     /// The host's AWS region, when set.
     pub region: Option<String>,
+    /// The secret that marks the driver's own output lines (see `driver`).
+    pub token: String,
 }
 
 impl Invocation {
@@ -285,6 +287,7 @@ impl Invocation {
             start_ms: crate::util::unix_millis(),
             initiator: format!("xtask/{user}"),
             region,
+            token: super::driver::new_token(),
         }
     }
 }

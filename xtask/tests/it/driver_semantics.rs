@@ -10,6 +10,9 @@ use xtask::buildspec::{self, Buildspec};
 use xtask::diagnostic::SourceFile;
 use xtask::engine::Exec;
 
+/// The token the driver marks its lines with in these tests.
+const TOKEN: &str = "t0k3n";
+
 fn parse(yaml: &str) -> Buildspec {
     let parsed = buildspec::parse(SourceFile::new("buildspec.yml", yaml));
     assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
@@ -36,7 +39,9 @@ async fn run(yaml: &str) -> Option<RunOutput> {
         .iter()
         .map(|(name, value)| (name.value.clone(), value.value.clone()))
         .collect();
-    let exec = Exec::new([shell, "-c", &script]).envs(&variables);
+    let exec = Exec::new([shell, "-c", driver::BOOTSTRAP])
+        .stdin(driver::stdin(TOKEN, &script))
+        .envs(&variables);
     let output = support::run_exec(&engine, &image, &exec)
         .await
         .unwrap_or_else(|error| panic!("{error}"));
@@ -67,7 +72,7 @@ fn assert_build(output: &RunOutput, succeeded: bool) {
     let ends: Vec<bool> = output
         .stdout
         .lines()
-        .filter_map(|line| match driver::parse_marker(line) {
+        .filter_map(|line| match driver::parse_marker(line, TOKEN) {
             Some(Marker::BuildEnd { succeeded }) => Some(succeeded),
             _ => None,
         })
@@ -86,7 +91,7 @@ fn phase_started(output: &RunOutput, phase: &str) -> bool {
     output
         .stdout
         .lines()
-        .any(|line| line.starts_with(&format!("##xtask phase {phase} start ")))
+        .any(|line| line.starts_with(&format!("##xtask {TOKEN} phase {phase} start ")))
 }
 
 #[test]
@@ -341,7 +346,7 @@ fn retry_reruns_a_phase_that_fails_once() {
             output.stdout
         );
         assert_eq!(output.stdout.matches("\nfinally-ran\n").count(), 2);
-        assert!(output.stdout.contains("##xtask phase BUILD retry 1 "));
+        assert!(output.stdout.contains("##xtask t0k3n phase BUILD retry 1 "));
         assert!(output
             .stdout
             .contains("Phase complete: BUILD State: SUCCEEDED"));
@@ -361,7 +366,7 @@ fn retry_does_not_rerun_when_the_pattern_does_not_match() {
         };
         assert_line(&output, "attempt 1");
         assert_no_line(&output, "attempt 2");
-        assert!(!output.stdout.contains("##xtask phase BUILD retry"));
+        assert!(!output.stdout.contains("##xtask t0k3n phase BUILD retry"));
         assert_build(&output, false);
     });
 }
@@ -443,7 +448,7 @@ phases:
         let exports: Vec<Marker> = output
             .stdout
             .lines()
-            .filter_map(driver::parse_marker)
+            .filter_map(|line| driver::parse_marker(line, TOKEN))
             .filter(|m| matches!(m, Marker::Export { .. }))
             .collect();
         assert_eq!(

@@ -9,26 +9,29 @@ use anyhow::{bail, Context as _};
 use super::super::execute::Artifacts;
 use super::super::prepare::Plan;
 use super::super::staging::Staging;
-use crate::artifacts::{self, ExtractSummary, Selection};
+use crate::artifacts::{self, ExtractSummary, Limits, Selection};
 use crate::buildspec::{ArtifactSpec, Report};
 use crate::engine::{Engine, WorkContainer};
 
-/// Where the files come from: a work container, and its source directory.
+/// Where the files come from: a work container, and its source directory; and how much may still
+/// come out of it: one budget ([`Limits`]) for all of a build's artifacts and reports together.
 pub struct Source<'a> {
     pub engine: &'a Engine,
     pub container: &'a WorkContainer,
     pub src_dir: &'a str,
+    pub budget: std::sync::Mutex<Limits>,
 }
 
 impl Source<'_> {
     /// Downloads `base` (relative to the source directory, or absolute) and extracts what
-    /// `selection` picks into `dest`.
+    /// `selection` picks into `dest`, within what is left of the budget.
     async fn download(
         &self,
         base: Option<&str>,
         selection: Selection,
         dest: &Path,
     ) -> anyhow::Result<ExtractSummary> {
+        let limits = *self.budget.lock().unwrap_or_else(|e| e.into_inner());
         let base = base
             .map(|b| b.trim_end_matches('/'))
             .filter(|b| !b.is_empty() && *b != ".");
@@ -50,16 +53,20 @@ impl Source<'_> {
         let dest = dest.to_path_buf();
         let extract = move || -> anyhow::Result<ExtractSummary> {
             let mut reader = reader;
-            let summary = artifacts::extract_tar(&mut reader, &dest, &selection)?;
+            let summary = artifacts::extract_tar_within(&mut reader, &dest, &selection, &limits)?;
             // The archive ends before the stream does: what follows may be the error of a
             // `tar -c` that could not read a file, or of a broken download.
             std::io::copy(&mut reader, &mut std::io::sink())
                 .context("the artifact download failed")?;
             Ok(summary)
         };
-        tokio::task::spawn_blocking(extract)
+        let summary = tokio::task::spawn_blocking(extract)
             .await
-            .context("the artifact extraction stopped")?
+            .context("the artifact extraction stopped")??;
+        let mut budget = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+        budget.max_bytes = budget.max_bytes.saturating_sub(summary.bytes);
+        budget.max_entries = budget.max_entries.saturating_sub(summary.files);
+        Ok(summary)
     }
 }
 
@@ -141,8 +148,14 @@ async fn report_into(
     let files: Vec<&str> = report.files.iter().map(|f| f.value.as_str()).collect();
     let selection = Selection::new(&files, &[], report.discard_paths)?;
     let base = report.base_directory.as_ref().map(|b| b.value.as_str());
-    let summary = from.download(base, selection, &dest).await?;
-    Ok((dest, summary))
+    match from.download(base, selection, &dest).await {
+        Ok(summary) => Ok((dest, summary)),
+        Err(e) => {
+            // Nothing half-copied stays behind.
+            let _ = std::fs::remove_dir_all(&dest);
+            Err(e)
+        }
+    }
 }
 
 /// A directory name for a report group (a name or an ARN): letters, digits, `.`, `-` and `_`

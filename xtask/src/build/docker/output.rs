@@ -26,15 +26,17 @@ pub struct DriverReport {
 /// Turns the driver's output stream into log lines and a [`DriverReport`].
 pub struct OutputReader<'a> {
     log: &'a Log,
+    token: &'a str,
     pending: Vec<u8>,
     starts: Vec<(PhaseName, u64)>,
     pub report: DriverReport,
 }
 
 impl<'a> OutputReader<'a> {
-    pub fn new(log: &'a Log) -> Self {
+    pub fn new(log: &'a Log, token: &'a str) -> Self {
         OutputReader {
             log,
+            token,
             pending: Vec::new(),
             starts: Vec::new(),
             report: DriverReport::default(),
@@ -75,7 +77,7 @@ impl<'a> OutputReader<'a> {
     fn line(&mut self, bytes: &[u8]) {
         let text = String::from_utf8_lossy(bytes);
         let line = text.trim_end_matches('\r');
-        match driver::parse_marker(line) {
+        match driver::parse_marker(line, self.token) {
             Some(marker) => self.marker(marker),
             None => {
                 self.report.saw_no_space |= line.contains("No space left on device");
@@ -122,9 +124,11 @@ mod tests {
     #[test]
     fn markers_become_the_report_and_long_lines_are_cut() {
         let log = Log::new(true);
-        let mut reader = OutputReader::new(&log);
-        reader.feed(b"##xtask phase BUILD start 1000\nhello\n##xtask phase BU");
-        reader.feed(b"ILD end SUCCEEDED 1500\n##xtask build end SUCCEEDED\n");
+        let mut reader = OutputReader::new(&log, "tok");
+        reader.feed(b"##xtask tok phase BUILD start 1000\nhello\n##xtask tok phase BU");
+        reader.feed(
+            b"ILD end SUCCEEDED 1500\n##xtask build end FAILED\n##xtask tok build end SUCCEEDED\n",
+        );
         reader.feed(&vec![b'x'; MAX_LINE_BYTES * 3 + 5]);
         assert!(reader.pending.len() <= MAX_LINE_BYTES);
         let report = reader.finish();
