@@ -9,7 +9,13 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 /// The shared AWS configuration: `profile` and `region`, when given, override the environment.
 pub async fn sdk_config(profile: Option<&str>, region: Option<&str>) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    // Every AWS call goes through rustls with the ring crypto provider and the platform's trust
+    // store (a corporate CA the system trusts is trusted).
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https);
     if let Some(profile) = profile {
         loader = loader.profile_name(profile);
     }

@@ -282,13 +282,18 @@ async fn execute_and_package(
         false => ImportTest::Skip,
     };
     let packaged = match &outcome.artifacts {
-        Some(artifacts) => Some(package::package(plan, artifacts, import_test, log).await),
-        None => None,
+        Some(artifacts) => package::package(plan, artifacts, import_test, log).await,
+        None => Ok(None),
     };
     if let Some(warning) = outcome.finish_cleanup().await {
         log.warning(&warning);
     }
-    Ok((outcome, packaged.transpose()?))
+    // A layer that cannot be packaged (over a limit, a hostile link) fails the build.
+    let packaged = packaged.unwrap_or_else(|e| {
+        outcome.failure = Some(format!("packaging the layer: {e:#}"));
+        None
+    });
+    Ok((outcome, packaged))
 }
 
 fn options(flags: &BuildLayer, settings: &Settings) -> Options {

@@ -631,6 +631,14 @@ fn read_artifacts(r: &mut Reader, root: &Node, node: &Node) -> Artifacts {
             let Some(id) = r.string(&entry.key, "an artifact identifier") else {
                 continue;
             };
+            if !crate::artifacts::is_identifier(&id.value) {
+                r.report_with_help(
+                    &rules::INVALID_IDENTIFIER,
+                    id.span,
+                    format!("`{}` is not an artifact identifier", id.value),
+                    "CodeBuild's artifact identifiers are letters, digits and underscores (they name the artifact's directory and zip)",
+                );
+            }
             let what = format!("secondary artifact `{}`", id.value);
             let keys = &ARTIFACT_KEYS[..ARTIFACT_KEYS.len() - 1];
             let spec = read_artifact_spec(r, &entry.value, &what, keys);

@@ -133,7 +133,14 @@ impl Deploy {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let runtime = tokio::runtime::Runtime::new()?;
         let json = self.json;
-        let outcome = runtime.block_on(self.execute())?;
+        let outcome = match runtime.block_on(self.execute()) {
+            Ok(outcome) => outcome,
+            Err(e) if e.is::<crate::util::Interrupted>() => {
+                eprintln!("interrupted: the multipart upload was aborted");
+                return Ok(ExitCode::from(130));
+            }
+            Err(e) => return Err(e),
+        };
         let mut out = std::io::stdout();
         if json {
             writeln!(out, "{}", serde_json::to_string(&outcome)?)?;
@@ -175,6 +182,9 @@ impl Deploy {
         }
         let settings = Settings::resolve(self)?;
         let (manifest_path, manifest) = read_manifest(&settings.manifest_candidates)?;
+        // No build may replace the zip while it is published (build-layer takes the same lock).
+        let out_dir = manifest_path.parent().unwrap_or(std::path::Path::new("."));
+        let _lock = crate::build::lock_out_dir(out_dir)?;
         let zip = manifest.check_zip(&manifest_path)?;
         let compatible_runtimes = if settings.compatible_runtimes.is_empty() {
             manifest.compatible_runtimes.clone()
@@ -261,7 +271,7 @@ impl Deploy {
             s3::check_bucket(client, object.bucket).await?;
             upload.method = "s3";
             upload.key = Some(key.clone());
-            upload.already_in_s3 = s3::exists(client, object).await?;
+            upload.already_in_s3 = s3::exists(client, object, &zip).await?;
             if !upload.already_in_s3 {
                 upload.parts =
                     u32::try_from(object.size.div_ceil(s3::PART_SIZE).max(1)).unwrap_or(u32::MAX);
@@ -285,8 +295,7 @@ impl Deploy {
                 }
             }
             _ => {
-                let bytes = std::fs::read(&zip)
-                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", zip.display()))?;
+                let bytes = read_verified(&zip, &manifest.sha256)?;
                 outcome.bytes_uploaded = bytes.len() as u64;
                 lambda::Content::Inline(bytes)
             }
@@ -316,6 +325,22 @@ impl Deploy {
         outcome.code_size = u64::try_from(published.code_size).unwrap_or_default();
         Ok(outcome)
     }
+}
+
+/// The zip's bytes, read once and checked against the manifest's SHA-256: these bytes, and no
+/// later read of the file, are what gets published.
+fn read_verified(zip: &std::path::Path, sha256_hex: &str) -> anyhow::Result<Vec<u8>> {
+    use sha2::Digest as _;
+    let bytes =
+        std::fs::read(zip).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", zip.display()))?;
+    let actual = crate::util::hex(&sha2::Sha256::digest(&bytes));
+    if actual != sha256_hex {
+        anyhow::bail!(
+            "{} changed since it was checked (SHA-256 {actual}, the manifest says {sha256_hex}): nothing was published; rebuild with `cargo xtask build-layer`",
+            zip.display()
+        );
+    }
+    Ok(bytes)
 }
 
 /// The first manifest that exists among `candidates`, read and checked.

@@ -44,6 +44,7 @@ rules! {
     FLOAT_VERSION = "BS112" "float-version" Warning "An unquoted version YAML reads as a number (3.10 becomes 3.1).";
     NOT_EXPORTABLE = "BS113" "not-exportable" Error "Variables starting with AWS_ cannot be exported.";
     BATCH_CONFLICT = "BS114" "batch-conflict" Error "A batch uses exactly one of build-list, build-matrix, build-graph.";
+    INVALID_IDENTIFIER = "BS115" "invalid-artifact-identifier" Error "A secondary artifact identifier that is not letters, digits and underscores.";
 
     RUNTIME_TEMPLATE_MISMATCH = "BS201" "runtime-template-mismatch" Error "runtime-versions python differs from the layer's CompatibleRuntimes.";
     RUNTIME_IMAGE_MISMATCH = "BS202" "runtime-image-mismatch" Error "runtime-versions python differs from the build image's Python.";

@@ -34,7 +34,7 @@ pub async fn package(
     artifacts: &Artifacts,
     import_test: ImportTest<'_>,
     log: &Log,
-) -> anyhow::Result<Packaged> {
+) -> anyhow::Result<Option<Packaged>> {
     let tree = layer_tree(artifacts, log)?;
     let zips = ZipJob::new(plan, &tree, artifacts)?;
     let zipping = tokio::task::spawn_blocking(move || zips.run());
@@ -52,7 +52,7 @@ pub async fn package(
         log.line(&diagnostic.headline());
     }
     let passed = !diagnostics.iter().any(Diagnostic::is_error);
-    land(plan, zipped, diagnostics, passed)
+    land(plan, zipped, diagnostics, passed).map(Some)
 }
 
 /// The layer's tree: the staged primary artifact, or, when that is a single zip the build made

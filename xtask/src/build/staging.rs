@@ -14,7 +14,16 @@ const MEMORY_DIR: &str = "/dev/shm";
 const MIN_FREE_MEMORY_BYTES: u64 = 1 << 30;
 
 #[derive(Debug)]
-pub struct Staging(tempfile::TempDir);
+pub struct Staging {
+    dir: tempfile::TempDir,
+    /// Held (locked) while the build runs: another build's clean-up skips a locked directory,
+    /// whatever PID namespace either runs in.
+    _lock: std::fs::File,
+}
+
+/// In every staging directory: the lock its build holds, and the out-dir it belongs to.
+const LOCK_FILE: &str = ".lock";
+const OWNER_FILE: &str = ".owner";
 
 impl Staging {
     /// A new staging directory, with an empty [`Staging::primary`] in it (so the import test's
@@ -32,14 +41,19 @@ impl Staging {
                     format!("cannot create a staging directory in {}", out_dir.display())
                 })?,
         };
-        let staging = Staging(dir);
+        let lock = std::fs::File::create(dir.path().join(LOCK_FILE))
+            .context("cannot create the staging directory's lock")?;
+        lock.try_lock()
+            .map_err(|e| anyhow::anyhow!("cannot lock the staging directory: {e}"))?;
+        let _ = std::fs::write(dir.path().join(OWNER_FILE), out_dir.display().to_string());
+        let staging = Staging { dir, _lock: lock };
         std::fs::create_dir(staging.primary())
             .with_context(|| format!("cannot create {}", staging.primary().display()))?;
         Ok(staging)
     }
 
     pub fn path(&self) -> &Path {
-        self.0.path()
+        self.dir.path()
     }
 
     /// Where the primary artifact's tree goes.
@@ -63,7 +77,7 @@ fn in_memory() -> Option<tempfile::TempDir> {
         return None;
     }
     tempfile::Builder::new()
-        .prefix(&format!("{MEMORY_PREFIX}{}-", std::process::id()))
+        .prefix(MEMORY_PREFIX)
         .tempdir_in(MEMORY_DIR)
         .ok()
 }
@@ -84,25 +98,35 @@ fn remove_staging_dirs(out_dir: &Path) {
     }
 }
 
-/// Removes in-memory staging directories whose process is gone (killed before it could clean
-/// up): unlike a disk, memory is not given back on its own.
+/// Removes in-memory staging directories whose build is gone (killed before it could clean up):
+/// unlike a disk, memory is not given back on its own. A directory whose lock is held belongs to
+/// a build that still runs (in this PID namespace or another), and is left alone.
 fn remove_abandoned(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(MEMORY_PREFIX)
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
+        if !name.starts_with(MEMORY_PREFIX) || !entry.path().is_dir() {
             continue;
+        }
+        let abandoned = match std::fs::File::open(entry.path().join(LOCK_FILE)) {
+            Ok(lock) => lock.try_lock().is_ok(),
+            // Not (or not yet) locked: a build that is creating it, or one from before locks.
+            Err(_) => older_than_a_day(&entry.path()),
         };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
+        if abandoned {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
+}
+
+fn older_than_a_day(path: &Path) -> bool {
+    let age = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|modified| modified.elapsed().ok());
+    age.is_some_and(|age| age > std::time::Duration::from_secs(24 * 3600))
 }
 
 #[cfg(test)]
@@ -110,19 +134,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn directories_of_processes_that_are_gone_are_removed() {
+    fn only_directories_whose_lock_is_free_are_removed() {
         let shm = tempfile::tempdir().expect("tempdir");
-        let mine = shm
-            .path()
-            .join(format!("{MEMORY_PREFIX}{}-abc", std::process::id()));
-        // Beyond the largest pid Linux hands out (4194304).
-        let gone = shm.path().join(format!("{MEMORY_PREFIX}4999999-abc"));
+        let live = shm.path().join(format!("{MEMORY_PREFIX}live"));
+        let gone = shm.path().join(format!("{MEMORY_PREFIX}gone"));
+        let fresh = shm.path().join(format!("{MEMORY_PREFIX}fresh"));
         let other = shm.path().join("something-else");
-        for dir in [&mine, &gone, &other] {
+        for dir in [&live, &gone, &fresh, &other] {
             std::fs::create_dir(dir).expect("mkdir");
         }
+        let held = std::fs::File::create(live.join(LOCK_FILE)).expect("lock file");
+        held.try_lock().expect("lock");
+        std::fs::File::create(gone.join(LOCK_FILE)).expect("lock file");
         remove_abandoned(shm.path());
-        assert!(mine.exists() && other.exists());
+        assert!(live.exists() && fresh.exists() && other.exists());
         assert!(!gone.exists());
     }
 

@@ -62,9 +62,15 @@ pub async fn check_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> anyhow::Resu
     }
 }
 
-/// Whether the object is already there with this content: same size, and the same SHA-256 where
-/// S3 knows one (our metadata, or a whole-object ChecksumSHA256).
-pub async fn exists(s3: &aws_sdk_s3::Client, object: &Object<'_>) -> anyhow::Result<bool> {
+/// Whether the object is already there with this content, proven: S3's own SHA-256 checksum of
+/// it (whole-object, or the composite of a multipart upload's parts, recomputed here from `zip`)
+/// equals ours. Size or metadata alone prove nothing (anyone who can write the key sets them):
+/// an object without a checksum is uploaded again.
+pub async fn exists(
+    s3: &aws_sdk_s3::Client,
+    object: &Object<'_>,
+    zip: &Path,
+) -> anyhow::Result<bool> {
     let head = s3
         .head_object()
         .bucket(object.bucket)
@@ -85,19 +91,64 @@ pub async fn exists(s3: &aws_sdk_s3::Client, object: &Object<'_>) -> anyhow::Res
             }
         }
     };
-    let same_size = head.content_length().and_then(|n| u64::try_from(n).ok()) == Some(object.size);
-    let metadata_agrees = head
-        .metadata()
-        .and_then(|m| m.get(SHA256_METADATA))
-        .is_none_or(|hex| hex.eq_ignore_ascii_case(object.sha256_hex));
-    let checksum_agrees = head
-        .checksum_sha256()
-        .filter(|c| !c.contains('-'))
-        .is_none_or(|c| c == object.code_sha256);
-    Ok(same_size && metadata_agrees && checksum_agrees)
+    let size = head.content_length().and_then(|n| u64::try_from(n).ok());
+    proven_equal(size, head.checksum_sha256(), object, zip)
 }
 
-/// Uploads the file; multipart above [`PART_SIZE`].
+/// Whether an object of `size` whose SHA-256 checksum S3 reports as `checksum` holds `zip`.
+fn proven_equal(
+    size: Option<u64>,
+    checksum: Option<&str>,
+    object: &Object<'_>,
+    zip: &Path,
+) -> anyhow::Result<bool> {
+    if size != Some(object.size) {
+        return Ok(false);
+    }
+    Ok(match checksum {
+        Some(whole) if !whole.contains('-') => whole == object.code_sha256,
+        Some(composite) => composite == composite_checksum(zip)?,
+        None => false,
+    })
+}
+
+/// S3's checksum of a multipart upload of `path` in [`PART_SIZE`] parts: the SHA-256 of the
+/// parts' SHA-256 digests, base64, then `-<parts>`.
+fn composite_checksum(path: &Path) -> anyhow::Result<String> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut digests = Sha256::new();
+    let mut parts = 0u32;
+    loop {
+        let mut part = Sha256::new();
+        let copied = std::io::copy(&mut (&mut file).take(PART_SIZE), &mut HashWriter(&mut part))
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if copied == 0 {
+            break;
+        }
+        digests.update(part.finalize());
+        parts += 1;
+    }
+    let base64 = base64::engine::general_purpose::STANDARD.encode(digests.finalize());
+    Ok(format!("{base64}-{parts}"))
+}
+
+/// Feeds what is written into a hash.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Uploads the file; multipart above [`PART_SIZE`]. What is sent is hashed as it is read and must
+/// be the zip the manifest describes (a file swapped in since is refused, never published).
 pub async fn upload(
     s3: &aws_sdk_s3::Client,
     path: &Path,
@@ -105,8 +156,7 @@ pub async fn upload(
     progress: &Progress,
 ) -> anyhow::Result<Uploaded> {
     if object.size <= PART_SIZE {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes = super::read_verified(path, object.sha256_hex)?;
         progress.update(
             &format!("uploading {}", object.url()),
             Some(0),
@@ -153,7 +203,10 @@ pub async fn upload(
             )
         })?
         .to_string();
-    let result = upload_parts(s3, path, object, &upload_id, progress).await;
+    let result = tokio::select! {
+        result = upload_parts(s3, path, object, &upload_id, progress) => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::Error::new(crate::util::Interrupted)),
+    };
     progress.finish();
     if result.is_err() {
         // Best effort: the bucket's lifecycle rule cleans up what this cannot.
@@ -184,6 +237,7 @@ async fn upload_parts(
     let parts_total = object.size.div_ceil(PART_SIZE);
     let mut completed = Vec::new();
     let mut sent = 0u64;
+    let mut whole = Sha256::new();
     for part_number in 1.. {
         let mut buffer = Vec::with_capacity(usize::try_from(PART_SIZE).unwrap_or(16 << 20));
         (&mut file)
@@ -194,6 +248,7 @@ async fn upload_parts(
             break;
         }
         let length = buffer.len() as u64;
+        whole.update(&buffer);
         let checksum = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&buffer));
         progress.update(
             &format!(
@@ -223,11 +278,13 @@ async fn upload_parts(
                 .build(),
         );
     }
-    if sent != object.size {
+    let streamed = crate::util::hex(&whole.finalize());
+    if sent != object.size || streamed != object.sha256_hex {
         anyhow::bail!(
-            "{} changed while it was uploaded ({sent} bytes read, {} expected): rebuild with `cargo xtask build-layer`",
+            "{} changed while it was uploaded ({sent} bytes with SHA-256 {streamed}; the manifest says {} bytes, {}): the upload was abandoned; rebuild with `cargo xtask build-layer`",
             path.display(),
-            object.size
+            object.size,
+            object.sha256_hex
         );
     }
     let parts = u32::try_from(completed.len()).unwrap_or(u32::MAX);
@@ -244,4 +301,48 @@ async fn upload_parts(
         .await
         .map_err(|e| aws::explain(&e, "s3:PutObject (CompleteMultipartUpload)", &object.url()))?;
     Ok(Uploaded { bytes: sent, parts })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_matching_checksum_proves_an_object_holds_the_zip() {
+        let dir = tempfile::tempdir().unwrap();
+        let zip = dir.path().join("layer.zip");
+        let content = vec![7u8; (PART_SIZE + 10) as usize];
+        std::fs::write(&zip, &content).unwrap();
+        let sha = Sha256::digest(&content);
+        let code_sha256 = base64::engine::general_purpose::STANDARD.encode(sha);
+        let hex = crate::util::hex(&sha);
+        let object = Object {
+            bucket: "b",
+            key: "k",
+            size: content.len() as u64,
+            sha256_hex: &hex,
+            code_sha256: &code_sha256,
+        };
+        let size = Some(object.size);
+        assert!(proven_equal(size, Some(&code_sha256), &object, &zip).unwrap());
+        assert!(!proven_equal(size, Some("AAAA"), &object, &zip).unwrap());
+        // Size and metadata prove nothing: without S3's checksum the zip is uploaded again.
+        assert!(!proven_equal(size, None, &object, &zip).unwrap());
+        assert!(!proven_equal(Some(1), Some(&code_sha256), &object, &zip).unwrap());
+        // A multipart upload's composite checksum, recomputed from the parts.
+        let parts = [
+            &content[..PART_SIZE as usize],
+            &content[PART_SIZE as usize..],
+        ];
+        let mut digests = Sha256::new();
+        for part in parts {
+            digests.update(Sha256::digest(part));
+        }
+        let composite = format!(
+            "{}-2",
+            base64::engine::general_purpose::STANDARD.encode(digests.finalize())
+        );
+        assert!(proven_equal(size, Some(&composite), &object, &zip).unwrap());
+        assert!(!proven_equal(size, Some("AAAA-2"), &object, &zip).unwrap());
+    }
 }

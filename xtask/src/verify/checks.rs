@@ -159,6 +159,8 @@ pub fn run(dir: &Path, target: &Target) -> Vec<Diagnostic> {
     diagnostics
 }
 
+/// The most a metadata file (`WHEEL`, `RECORD`, `top_level.txt`) is read of.
+pub(crate) const METADATA_MAX_BYTES: u64 = 16 << 20;
 /// How many packages a size message names.
 const BIGGEST_PACKAGES: usize = 10;
 
@@ -242,14 +244,14 @@ fn native(dir: &Path, entry: &Entry, target: &Target, out: &mut Vec<Diagnostic>)
 
     let path = dir.join(&entry.rel);
     let mut magic = [0u8; 4];
-    let is_elf = std::fs::File::open(&path)
+    let is_elf = crate::util::open_regular(&path)
         .and_then(|mut f| f.read_exact(&mut magic))
         .is_ok()
         && elf::is_elf(&magic);
     if !is_elf {
         return;
     }
-    let file = match std::fs::File::open(&path) {
+    let file = match crate::util::open_regular(&path) {
         Ok(file) => file,
         Err(e) => return out.push(unreadable(&entry.rel, &e)),
     };
@@ -317,7 +319,7 @@ const MUSL_HELP: &str = "Lambda runs on glibc (Amazon Linux): install manylinux 
 
 /// The `Tag:` lines of one installed wheel against every runtime and architecture that sees it.
 fn wheel(dir: &Path, entry: &Entry, target: &Target, out: &mut Vec<Diagnostic>) {
-    let Ok(text) = std::fs::read_to_string(dir.join(&entry.rel)) else {
+    let Ok(text) = crate::util::read_regular(&dir.join(&entry.rel), METADATA_MAX_BYTES) else {
         return;
     };
     let tags = abi::wheel_tags(&text);

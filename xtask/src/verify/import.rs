@@ -53,14 +53,15 @@ pub fn top_level_modules(dir: &Path) -> Vec<Module> {
             .and_then(|d| d.strip_suffix(".dist-info"))
             .unwrap_or(dist_info)
             .to_string();
-        let names = match std::fs::read_to_string(dir.join(dist_info).join("top_level.txt")) {
+        let top_level = dir.join(dist_info).join("top_level.txt");
+        let names = match crate::util::read_regular(&top_level, checks::METADATA_MAX_BYTES) {
             Ok(text) => text
                 .lines()
                 .map(str::trim)
                 .filter(|l| !l.is_empty())
                 .map(|l| l.replace('/', "."))
                 .collect(),
-            Err(_) => std::fs::read_to_string(dir.join(&entry.rel))
+            Err(_) => crate::util::read_regular(&dir.join(&entry.rel), checks::METADATA_MAX_BYTES)
                 .map(|record| modules_from_record(&record))
                 .unwrap_or_default(),
         };
@@ -112,7 +113,11 @@ fn is_identifier(name: &str) -> bool {
 
 /// Whether `root` holds a package or module `name`.
 fn exists(root: &Path, name: &str) -> bool {
-    if root.join(name).is_dir() || root.join(format!("{name}.py")).is_file() {
+    // Looked at without following links: a module that is a link is not the layer's own.
+    let kind = |path: PathBuf| std::fs::symlink_metadata(path).map(|m| m.file_type());
+    if kind(root.join(name)).is_ok_and(|t| t.is_dir())
+        || kind(root.join(format!("{name}.py"))).is_ok_and(|t| t.is_file())
+    {
         return true;
     }
     std::fs::read_dir(root).is_ok_and(|entries| {

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const LAYER_TEMPLATE: &str = "Resources:\n  Layer:\n    Type: AWS::Serverless::LayerVersion\n    Properties:\n      LayerName: test-layer\n      CompatibleRuntimes: [python3.9]\n      CompatibleArchitectures: [x86_64]\n";
+pub(crate) const LAYER_TEMPLATE: &str = "Resources:\n  Layer:\n    Type: AWS::Serverless::LayerVersion\n    Properties:\n      LayerName: test-layer\n      CompatibleRuntimes: [python3.9]\n      CompatibleArchitectures: [x86_64]\n";
 
 /// A project directory with a buildspec, a template naming the layer `test-layer`, and `files`.
-fn project(buildspec: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+pub(crate) fn project(buildspec: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("buildspec.yml"), buildspec).expect("write buildspec");
     std::fs::write(dir.path().join("template.yaml"), LAYER_TEMPLATE).expect("write template");
@@ -22,7 +22,7 @@ fn project(buildspec: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
-fn build_layer(dir: &Path, extra: &[&str]) -> Output {
+pub(crate) fn build_layer(dir: &Path, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("build-layer")
         .arg("--source")
@@ -36,7 +36,7 @@ fn build_layer(dir: &Path, extra: &[&str]) -> Output {
 }
 
 /// build-layer with a Docker host that does not exist: for what must fail before any container.
-fn build_layer_without_docker(dir: &Path) -> Output {
+pub(crate) fn build_layer_without_docker(dir: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["build-layer", "--source"])
         .arg(dir)
@@ -45,7 +45,7 @@ fn build_layer_without_docker(dir: &Path) -> Output {
         .expect("run xtask")
 }
 
-fn summary(output: &Output) -> serde_json::Value {
+pub(crate) fn summary(output: &Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
         panic!(
@@ -55,7 +55,7 @@ fn summary(output: &Output) -> serde_json::Value {
     })
 }
 
-fn zip_path(dir: &Path) -> PathBuf {
+pub(crate) fn zip_path(dir: &Path) -> PathBuf {
     dir.join("target/layer/test-layer.zip")
 }
 

@@ -12,6 +12,7 @@ mod lint_cli;
 mod lint_corpus;
 mod moto_smoke;
 mod no_panic;
+mod security;
 mod support;
 mod tidy;
 mod verify;
