@@ -168,6 +168,7 @@ async fn build_with(
     let engine = Engine::connect().await?;
     let image = image::inspect(&engine, &settings.image, log).await?;
     let runtime = target_runtime(settings, &image, log)?;
+    warn_newer_glibc(settings, &image, runtime, log);
     let invocation = Invocation::now(&settings.out_dir);
     let plan = prepare::plan(Inputs {
         settings,
@@ -201,6 +202,27 @@ async fn build_with(
             Ok(Summary::interrupted(code, started.elapsed()))
         }
     }
+}
+
+/// An image that is not Lambda's OS, with a newer glibc than the runtime's, lets pip and uv choose
+/// wheels Lambda cannot load: say so before the build (verification will catch them after).
+fn warn_newer_glibc(settings: &Settings, image: &image::ImageFacts, runtime: &Runtime, log: &Log) {
+    let Some(glibc) = image.glibc.filter(|g| *g > runtime.glibc) else {
+        return;
+    };
+    log.warning(&format!(
+        "the image {} has glibc {}.{}, newer than {}'s ({}, glibc {}.{}): pip and uv may install wheels Lambda cannot load; build in {} or ask the installer for manylinux2014 wheels (pip --platform manylinux2014_{}, uv --python-platform {}-manylinux2014)",
+        settings.image,
+        glibc.0,
+        glibc.1,
+        runtime.id,
+        runtime.os,
+        runtime.glibc.0,
+        runtime.glibc.1,
+        runtime.build_image_for(&settings.arch),
+        if settings.arch == "arm64" { "aarch64" } else { "x86_64" },
+        if settings.arch == "arm64" { "aarch64" } else { "x86_64" },
+    ));
 }
 
 /// Which files go into the container: with `--tracked-only` (the default in CI) only what git
@@ -262,7 +284,8 @@ async fn execute_and_package(
     // Started once the build container is up (both at once delays the build); never if the
     // build does not get that far.
     let import_container = async {
-        match (plan.options.import_test, started.await) {
+        let layer_expected = plan.buildspec.artifacts.is_some();
+        match (plan.options.import_test && layer_expected, started.await) {
             (true, Ok(())) => LayerContainer::mount(engine, &plan.image, &primary).await,
             _ => None,
         }

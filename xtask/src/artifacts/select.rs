@@ -13,7 +13,11 @@
 //!   exclude pattern naming a directory does not exclude its contents: use `dir/**/*`).
 //! - `discard-paths: yes` keeps only the file name. CodeBuild does not document what happens when
 //!   two files then share a name, so extraction reports the collision as an error.
-//! - `base-directory` is applied by the caller (it downloads that directory), not here.
+//! - `base-directory` is applied by the caller (it downloads that directory), unless it holds a
+//!   glob (`my-build*`, CodeBuild's documented example): then the caller downloads the directory
+//!   the glob starts in, and [`Selection::with_base_glob`] takes each entry relative to the
+//!   matching directory it is in (the shortest match); the matched directories themselves are not
+//!   in the artifact.
 
 use std::fmt;
 
@@ -64,6 +68,31 @@ pub struct Selection {
     exclude_set: GlobSet,
     discard_paths: bool,
     enable_symlinks: bool,
+    /// A glob `base-directory` (relative to the downloaded directory), see the module docs.
+    base: Option<globset::GlobMatcher>,
+}
+
+/// Whether `text` has glob characters.
+pub fn is_glob(text: &str) -> bool {
+    has_glob_chars(text)
+}
+
+/// A `base-directory` split into the directory to download (without glob characters) and the
+/// glob that picks directories below it, if any: `build/out*` → (`build`, `out*`).
+pub fn split_base(base: &str) -> (String, Option<String>) {
+    let parts: Vec<&str> = base.split('/').collect();
+    match parts.iter().position(|p| has_glob_chars(p)) {
+        None => (base.to_string(), None),
+        Some(i) => {
+            let dir = parts[..i].join("/");
+            let dir = if dir.is_empty() && base.starts_with('/') {
+                "/".to_string()
+            } else {
+                dir
+            };
+            (dir, Some(parts[i..].join("/")))
+        }
+    }
 }
 
 impl Selection {
@@ -97,7 +126,35 @@ impl Selection {
             exclude_set,
             discard_paths,
             enable_symlinks: false,
+            base: None,
         })
+    }
+
+    /// Takes each path relative to the directory matching `pattern` that it is in; a path in no
+    /// matching directory is not selected.
+    pub fn with_base_glob(mut self, pattern: &str) -> Result<Selection, SelectionError> {
+        let pattern = normalise("base-directory", pattern)?;
+        let glob = GlobBuilder::new(pattern.trim_end_matches('/'))
+            .literal_separator(true)
+            .build()
+            .map_err(|e| SelectionError::InvalidGlob {
+                key: "base-directory",
+                pattern: pattern.clone(),
+                message: e.kind().to_string(),
+            })?;
+        self.base = Some(glob.compile_matcher());
+        Ok(self)
+    }
+
+    /// `path` relative to its matching base directory (the path itself without a glob base).
+    fn under_base<'p>(&self, path: &'p str) -> Option<&'p str> {
+        let Some(base) = &self.base else {
+            return Some(path);
+        };
+        path.match_indices('/')
+            .map(|(i, _)| i)
+            .find(|i| base.is_match(&path[..*i]))
+            .map(|i| &path[i + 1..])
     }
 
     /// Everything (`**/*`), paths kept.
@@ -113,6 +170,7 @@ impl Selection {
             exclude_set: GlobSet::empty(),
             discard_paths: false,
             enable_symlinks: false,
+            base: None,
         }
     }
 
@@ -142,6 +200,9 @@ impl Selection {
 
     /// Whether the file at `path` (relative to the artifact root) is in the artifact.
     pub fn is_selected(&self, path: &str) -> bool {
+        let Some(path) = self.under_base(path) else {
+            return false;
+        };
         !path.is_empty() && self.file_set.is_match(path) && !self.exclude_set.is_match(path)
     }
 
@@ -150,6 +211,7 @@ impl Selection {
         if !self.is_selected(path) {
             return None;
         }
+        let path = self.under_base(path)?;
         if self.discard_paths {
             path.rsplit('/').next().map(str::to_string)
         } else {
@@ -282,6 +344,29 @@ mod tests {
         let s = sel(&["**/*"], &[], true);
         assert_eq!(s.place("a/b/c.txt").as_deref(), Some("c.txt"));
         assert_eq!(s.place("top").as_deref(), Some("top"));
+    }
+
+    #[test]
+    fn a_glob_base_directory_collects_the_files_of_every_match() {
+        let s = sel(&["**/*"], &[], true)
+            .with_base_glob("my-build*")
+            .unwrap();
+        assert_eq!(s.place("my-build1/a.txt").as_deref(), Some("a.txt"));
+        assert_eq!(s.place("my-build-two/sub/b.txt").as_deref(), Some("b.txt"));
+        assert_eq!(s.place("other/c.txt"), None);
+        assert_eq!(s.place("my-build1"), None);
+        let kept = sel(&["**/*"], &[], false).with_base_glob("out/*").unwrap();
+        assert_eq!(kept.place("out/x/sub/b.txt").as_deref(), Some("sub/b.txt"));
+        assert_eq!(
+            split_base("build/out*/x"),
+            ("build".into(), Some("out*/x".into()))
+        );
+        assert_eq!(
+            split_base("my-build*"),
+            ("".into(), Some("my-build*".into()))
+        );
+        assert_eq!(split_base("/tmp/o*"), ("/tmp".into(), Some("o*".into())));
+        assert_eq!(split_base("plain/dir"), ("plain/dir".into(), None));
     }
 
     #[test]

@@ -138,7 +138,12 @@ impl DockerExecutor<'_> {
             executor: "docker",
             ..Outcome::default()
         };
-        if phases_succeeded {
+        if phases_succeeded && plan.buildspec.artifacts.is_none() {
+            // As in CodeBuild: a build without artifacts runs its phases and uploads nothing.
+            self.log.container("Entering phase UPLOAD_ARTIFACTS");
+            self.log
+                .container("Phase complete: UPLOAD_ARTIFACTS State: SUCCEEDED (no artifacts)");
+        } else if phases_succeeded {
             // As in CodeBuild, an artifact that cannot be uploaded fails the build.
             self.log.container("Entering phase UPLOAD_ARTIFACTS");
             match collect::artifacts(&from, plan, staging).await {

@@ -150,9 +150,6 @@ fn lint_gate(
             phase.name.key()
         );
     }
-    if buildspec.artifacts.is_none() {
-        bail!("{path} declares no artifacts: there is no layer to package (add `artifacts: base-directory: layer, files: ['python/**/*']`)");
-    }
     Ok((buildspec, warnings))
 }
 

@@ -45,6 +45,8 @@ pub struct Summary {
     pub duration_ms: u64,
     /// Set when the build was interrupted by a signal: 130 (SIGINT) or 143 (SIGTERM).
     pub interrupted: Option<u8>,
+    /// The buildspec declares no artifacts: there is no layer, and nothing to deploy.
+    pub no_artifacts: bool,
 }
 
 impl Summary {
@@ -68,6 +70,7 @@ impl Summary {
                 .map(|(name, value)| (name, value.map(|v| plan.masker.mask(&v))))
                 .collect(),
             exported_unmasked,
+            no_artifacts: plan.buildspec.artifacts.is_none(),
             reports: outcome.reports,
             warnings: outcome.warnings,
             duration_ms: millis(took),
@@ -185,6 +188,11 @@ impl Summary {
                 self.status(),
                 layer.zip
             ),
+            (None, _) if self.no_artifacts => writeln!(
+                out,
+                "build {}: no layer packaged (the buildspec declares no artifacts; nothing to deploy)",
+                self.status()
+            ),
             (None, _) => writeln!(out, "build {}: no layer zip written", self.status()),
         };
         let _ = out.flush();
@@ -214,6 +222,8 @@ impl Summary {
         json!({
             "status": self.status(),
             "up_to_date": self.up_to_date,
+            "layer_packaged": passed_layer.is_some(),
+            "no_artifacts": self.no_artifacts,
             "phases": phases,
             "zip": passed_layer.map(|l| &l.zip),
             "rejected_zip": self.layer.as_ref().filter(|_| !self.succeeded).map(|l| &l.zip),

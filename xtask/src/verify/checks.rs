@@ -304,7 +304,7 @@ fn native(dir: &Path, entry: &Entry, target: &Target, out: &mut Vec<Diagnostic>)
                 first.glibc.1
             );
             out.push(diagnostic(&rules::GLIBC_TOO_NEW, &entry.rel, message).help(format!(
-                "build in the runtime's own image ({}) or install wheels for an older manylinux (e.g. `pip install --platform manylinux2014_x86_64 --only-binary=:all:`)",
+                "the usual cause is a build image that is not Lambda's OS (its glibc is newer, so pip or uv chose a wheel for it): build in the runtime's own image ({}), or ask the installer for manylinux2014 wheels (`pip install --platform manylinux2014_x86_64 --only-binary=:all:`, `uv pip install --python-platform x86_64-manylinux2014`)",
                 first.build_image()
             )));
         }

@@ -29,22 +29,79 @@ pub struct Module {
     pub distribution: String,
 }
 
-/// Every top-level module of every distribution in the layer (from `top_level.txt`, else from
-/// `RECORD`), keeping only names that exist in the tree.
+/// Every top-level module of the layer, found as Python finds them on the layer's `sys.path`
+/// roots (`python/`, `python/lib/python3.X/site-packages/`): packages (with or without
+/// `__init__.py`: namespace packages too), `.py` modules and extension modules. Each is named
+/// after the distribution that installed it where `*.dist-info` says (`top_level.txt`, else
+/// `RECORD`); a layer whose metadata was stripped, or whose modules were copied in by hand, is
+/// tested all the same. Directories of tests, docs and examples are not imported.
 pub fn top_level_modules(dir: &Path) -> Vec<Module> {
     let (entries, _) = checks::walk(dir);
+    let owners = distributions(dir, &entries);
     let mut modules = BTreeSet::new();
-    for entry in &entries {
-        let Some(dist_info) = entry.rel.strip_suffix("/RECORD") else {
-            continue;
-        };
-        if !dist_info.ends_with(".dist-info") {
-            continue;
-        }
+    for entry in entries.iter().filter(|e| !e.is_symlink) {
         let Some(root) = checks::package_root(&entry.rel) else {
             continue;
         };
-        if dist_info.rsplit_once('/').map(|(parent, _)| parent) != Some(root.as_str()) {
+        let inside = &entry.rel[root.len() + 1..];
+        let Some(name) = module_of(inside) else {
+            continue;
+        };
+        let distribution = owners
+            .get(&(root.clone(), name.clone()))
+            .cloned()
+            .unwrap_or_else(|| NO_DISTRIBUTION.to_string());
+        modules.insert(Module {
+            root,
+            name,
+            distribution,
+        });
+    }
+    modules.into_iter().collect()
+}
+
+/// What modules without `*.dist-info` are attributed to.
+const NO_DISTRIBUTION: &str = "no distribution metadata";
+/// Top-level directories that are not importable code of the layer.
+const NOT_MODULES: &[&str] = &[
+    "tests",
+    "test",
+    "docs",
+    "doc",
+    "examples",
+    "bin",
+    "__pycache__",
+];
+
+/// The top-level module a file at `inside` (relative to a package root) belongs to: the first
+/// component of a `.py` or extension file's path, when it is an identifier.
+fn module_of(inside: &str) -> Option<String> {
+    let is_code = inside.ends_with(".py") || inside.ends_with(".so");
+    if !is_code {
+        return None;
+    }
+    let name = match inside.split_once('/') {
+        Some((dir, _)) => dir,
+        None => inside.split('.').next().unwrap_or_default(),
+    };
+    (is_identifier(name) && !NOT_MODULES.contains(&name)).then(|| name.to_string())
+}
+
+/// `(root, module) → distribution` from every `*.dist-info` (its `top_level.txt`, else `RECORD`).
+fn distributions(
+    dir: &Path,
+    entries: &[checks::Entry],
+) -> std::collections::BTreeMap<(String, String), String> {
+    let mut owners = std::collections::BTreeMap::new();
+    for entry in entries {
+        let Some(dist_info) = entry.rel.strip_suffix("/RECORD") else {
+            continue;
+        };
+        let Some(root) = checks::package_root(&entry.rel) else {
+            continue;
+        };
+        let in_root = dist_info.rsplit_once('/').map(|(parent, _)| parent) == Some(root.as_str());
+        if !dist_info.ends_with(".dist-info") || !in_root {
             continue;
         }
         let distribution = dist_info
@@ -54,29 +111,26 @@ pub fn top_level_modules(dir: &Path) -> Vec<Module> {
             .unwrap_or(dist_info)
             .to_string();
         let top_level = dir.join(dist_info).join("top_level.txt");
-        let names = match crate::util::read_regular(&top_level, checks::METADATA_MAX_BYTES) {
-            Ok(text) => text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(|l| l.replace('/', "."))
-                .collect(),
-            Err(_) => crate::util::read_regular(&dir.join(&entry.rel), checks::METADATA_MAX_BYTES)
-                .map(|record| modules_from_record(&record))
-                .unwrap_or_default(),
-        };
+        let names: Vec<String> =
+            match crate::util::read_regular(&top_level, checks::METADATA_MAX_BYTES) {
+                Ok(text) => text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(|l| l.replace('/', "."))
+                    .collect(),
+                Err(_) => {
+                    crate::util::read_regular(&dir.join(&entry.rel), checks::METADATA_MAX_BYTES)
+                        .map(|record| modules_from_record(&record))
+                        .unwrap_or_default()
+                }
+            };
         for name in names {
-            let top = name.split('.').next().unwrap_or_default();
-            if is_identifier(top) && exists(&dir.join(&root), top) {
-                modules.insert(Module {
-                    root: root.clone(),
-                    name: top.to_string(),
-                    distribution: distribution.clone(),
-                });
-            }
+            let top = name.split('.').next().unwrap_or_default().to_string();
+            owners.insert((root.clone(), top), distribution.clone());
         }
     }
-    modules.into_iter().collect()
+    owners
 }
 
 /// The top-level modules a `RECORD` lists: first path components that are packages, `.py`
@@ -109,23 +163,6 @@ fn is_identifier(name: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Whether `root` holds a package or module `name`.
-fn exists(root: &Path, name: &str) -> bool {
-    // Looked at without following links: a module that is a link is not the layer's own.
-    let kind = |path: PathBuf| std::fs::symlink_metadata(path).map(|m| m.file_type());
-    if kind(root.join(name)).is_ok_and(|t| t.is_dir())
-        || kind(root.join(format!("{name}.py"))).is_ok_and(|t| t.is_file())
-    {
-        return true;
-    }
-    std::fs::read_dir(root).is_ok_and(|entries| {
-        entries.flatten().any(|e| {
-            let file = e.file_name().to_string_lossy().to_string();
-            file.starts_with(&format!("{name}.")) && file.ends_with(".so")
-        })
-    })
 }
 
 /// The driver: imports the `root:module` arguments in a fresh isolated interpreter (`-I -S -B`: no
@@ -334,7 +371,7 @@ pub async fn import_smoke_test_in(
             let module = modules.iter().find(|m| &m.name == name);
             let rel = module.map_or_else(|| name.clone(), |m| format!("{}/{}", m.root, m.name));
             let from = module
-                .map(|m| format!(" (from {})", m.distribution))
+                .map(|m| format!(" ({})", describe_owner(&m.distribution)))
                 .unwrap_or_default();
             diagnostic(
                 &rules::IMPORT_FAILED,
@@ -347,6 +384,13 @@ pub async fn import_smoke_test_in(
         })
         .collect();
     Ok((outcome, diagnostics))
+}
+
+fn describe_owner(distribution: &str) -> String {
+    match distribution {
+        NO_DISTRIBUTION => NO_DISTRIBUTION.to_string(),
+        name => format!("from {name}"),
+    }
 }
 
 /// Whether `/opt` in `container` shows the layer at `layer_dir` (one of its entries).

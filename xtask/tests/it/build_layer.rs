@@ -71,7 +71,7 @@ fn layer_containers(layer: &str) -> Vec<String> {
     })
 }
 
-fn zip_names(path: &Path) -> Vec<String> {
+pub(crate) fn zip_names(path: &Path) -> Vec<String> {
     let file = std::fs::File::open(path).expect("open zip");
     let mut archive = zip::ZipArchive::new(file).expect("read zip");
     (0..archive.len())

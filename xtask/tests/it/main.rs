@@ -8,6 +8,7 @@ mod deploy;
 mod docker_smoke;
 mod driver_semantics;
 mod engine_build;
+mod fidelity;
 mod lint_cli;
 mod lint_corpus;
 mod moto_smoke;

@@ -35,10 +35,15 @@ impl Source<'_> {
         let base = base
             .map(|b| b.trim_end_matches('/'))
             .filter(|b| !b.is_empty() && *b != ".");
-        if base.is_some_and(|b| b.contains(['*', '?', '['])) {
-            bail!("a glob in base-directory is not supported by local builds yet");
-        }
-        let root = match base {
+        // A glob base-directory: download where the glob starts, let the selection pick the
+        // matching directories.
+        let (base, selection) = match base.map(artifacts::select::split_base) {
+            Some((dir, Some(glob))) => (Some(dir), selection.with_base_glob(&glob)?),
+            Some((dir, None)) => (Some(dir), selection),
+            None => (None, selection),
+        };
+        let base = base.filter(|b| !b.is_empty());
+        let root = match base.as_deref() {
             Some(b) if b.starts_with('/') => b.to_string(),
             Some(b) => format!("{}/{b}", self.src_dir),
             None => self.src_dir.to_string(),
