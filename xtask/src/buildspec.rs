@@ -136,6 +136,8 @@ pub enum OnFailure {
 pub enum Shell {
     Bash,
     Sh,
+    /// Any other program, run as given (`/bin/bash`, `zsh`): not documented, yet it runs.
+    Other(String),
     /// Windows shells: valid buildspec, not runnable in a Linux layer build.
     Windows(String),
 }
@@ -417,13 +419,23 @@ fn read_shell(r: &mut Reader, node: &Node) -> Option<Spanned<Shell>> {
         "/bin/sh" => Shell::Sh,
         "powershell.exe" | "cmd.exe" => Shell::Windows(text.value.clone()),
         other => {
+            // CodeBuild runs a shell as given: real buildspecs name `/bin/bash`, `/usr/bin/env
+            // bash`… and they work when the image has it.
             let help = match crate::diagnostic::did_you_mean(other, SHELLS) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => "on Linux use `bash` or `/bin/sh`".to_string(),
+                Some(s) => {
+                    format!("the documented values are bash and /bin/sh; did you mean `{s}`?")
+                }
+                None => "the documented values on Linux are `bash` and `/bin/sh`".to_string(),
             };
-            let message = format!("unknown shell `{other}`");
-            r.report_with_help(&rules::INVALID_VALUE, node.span, message, help);
-            return None;
+            let message = format!(
+                "shell `{other}` is not one CodeBuild documents: it runs if the image has it"
+            );
+            let diagnostic = Diagnostic::new(&rules::INVALID_VALUE, message)
+                .at(r.loc(node.span))
+                .severity(Severity::Warning)
+                .help(help);
+            r.diagnostics.push(diagnostic);
+            Shell::Other(other.to_string())
         }
     };
     Some(Spanned::new(shell, text.span))
@@ -515,8 +527,17 @@ fn read_runtime_versions(
                 || format!("known runtimes: {}", RUNTIMES.join(", ")),
                 |s| format!("did you mean `{s}`?"),
             );
-            let message = format!("unknown runtime `{}`", runtime.value);
-            r.report_with_help(&rules::INVALID_VALUE, runtime.span, message, help);
+            // Which runtimes exist depends on the image (older standard images had docker,
+            // golang, android…; images without runtime selection skip the block).
+            let message = format!(
+                "runtime `{}` is not one the current CodeBuild images document",
+                runtime.value
+            );
+            let diagnostic = Diagnostic::new(&rules::INVALID_VALUE, message)
+                .at(r.loc(runtime.span))
+                .severity(Severity::Warning)
+                .help(help);
+            r.diagnostics.push(diagnostic);
         }
         let Some(version) = r.string(&entry.value, &format!("the {} version", runtime.value))
         else {
@@ -697,12 +718,11 @@ fn read_cache(r: &mut Reader, node: &Node) -> Cache {
     if let (Some(action), Some(n)) = (&cache.action, node.get("action")) {
         if !matches!(action.value.as_str(), "restore" | "save") {
             let message = format!("unknown cache action `{}`", action.value);
-            r.report_with_help(
-                &rules::INVALID_VALUE,
-                n.span,
-                message,
-                "use `restore` or `save`",
-            );
+            let diagnostic = Diagnostic::new(&rules::INVALID_VALUE, message)
+                .at(r.loc(n.span))
+                .severity(Severity::Warning)
+                .help("the documented values are `restore` and `save`");
+            r.diagnostics.push(diagnostic);
         }
     }
     if node.as_map().is_some() && node.get("paths").is_none() {
@@ -737,8 +757,13 @@ fn read_reports(r: &mut Reader, node: &Node) -> Vec<Report> {
                         || format!("one of: {}", REPORT_FORMATS.join(", ")),
                         |s| format!("did you mean `{s}`?"),
                     );
+                // The report group refuses it when the report is uploaded; the build goes on.
                 let message = format!("unknown report file-format `{}`", format.value);
-                r.report_with_help(&rules::INVALID_VALUE, format.span, message, help);
+                let diagnostic = Diagnostic::new(&rules::INVALID_VALUE, message)
+                    .at(r.loc(format.span))
+                    .severity(Severity::Warning)
+                    .help(help);
+                r.diagnostics.push(diagnostic);
             }
         }
         reports.push(Report {

@@ -6,6 +6,7 @@ mod layout;
 mod runtimes;
 mod secrets;
 mod shell;
+mod syntax;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -141,23 +142,58 @@ impl Context<'_> {
 
     /// The location of `needle` inside a command, or of the whole command.
     pub fn locate(&self, command: &Spanned<String>, needle: &str) -> Location {
-        let file = &self.parsed.file;
-        let range = command.span.start.offset..command.span.end.offset.min(file.text.len());
-        let found = file
-            .text
-            .get(range.clone())
-            .filter(|_| !needle.is_empty())
-            .and_then(|source| source.find(needle));
-        match found {
-            Some(i) => file.at(file.span_at(range.start + i, needle.len())),
-            None => file.at(command.span),
-        }
+        locate(&self.parsed.file, command, needle)
+    }
+}
+
+/// The location of `needle` inside `command` in `file`, or of the whole command.
+fn locate(file: &std::sync::Arc<SourceFile>, command: &Spanned<String>, needle: &str) -> Location {
+    let range = command.span.start.offset..command.span.end.offset.min(file.text.len());
+    let found = file
+        .text
+        .get(range.clone())
+        .filter(|_| !needle.is_empty())
+        .and_then(|source| source.find(needle));
+    match found {
+        Some(i) => file.at(file.span_at(range.start + i, needle.len())),
+        None => file.at(command.span),
+    }
+}
+
+/// Each command as the shell will parse it (BS211): a syntax error fails it at run time.
+fn shell_syntax(parsed: &Parsed, out: &mut Vec<Diagnostic>) {
+    let Some(spec) = &parsed.buildspec else {
+        return;
+    };
+    if matches!(spec.shell(), buildspec::Shell::Windows(_)) {
+        return;
+    }
+    for (_, command) in spec.all_commands() {
+        let Some(problem) = syntax::check(&command.value) else {
+            continue;
+        };
+        // Where it opens: the rest of that line of the command, found in the file.
+        let rest = &command.value[problem.offset.min(command.value.len())..];
+        let needle: String = rest
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(40)
+            .collect();
+        let message = format!("{}: the shell refuses this command", problem.message);
+        out.push(
+            Diagnostic::new(&rules::SHELL_SYNTAX, message)
+                .at(locate(&parsed.file, command, needle.trim_end()))
+                .help("CodeBuild fails the command with a syntax error at run time: close what it opens (quote multi-line commands with `|` in YAML)"),
+        );
     }
 }
 
 /// All diagnostics for a parsed buildspec: its own, then the cross-checks (sorted by position).
 pub fn lint(parsed: &Parsed, options: &Options) -> Vec<Diagnostic> {
     let mut out = parsed.diagnostics.clone();
+    shell_syntax(parsed, &mut out);
     if options.cross_checks && parsed.buildspec.is_some() {
         let template = load_template(&options.template, &mut out);
         let codebuild = load_template(&options.codebuild, &mut out);

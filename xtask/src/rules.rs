@@ -30,19 +30,19 @@ rules! {
     MULTIPLE_DOCUMENTS = "BS003" "multiple-documents" Error "A buildspec is a single YAML document.";
     NOT_A_MAPPING = "BS004" "not-a-mapping" Error "The buildspec must be a YAML mapping.";
 
-    UNKNOWN_KEY = "BS101" "unknown-key" Error "A key CodeBuild does not know (typos included).";
+    UNKNOWN_KEY = "BS101" "unknown-key" Error "A key CodeBuild does not know (typos included): an unknown phase is an error, any other key a warning (CodeBuild ignores it).";
     WRONG_TYPE = "BS102" "wrong-type" Error "A value of the wrong YAML type.";
     DUPLICATE_KEY = "BS103" "duplicate-key" Error "A key given twice in one mapping; one would silently win.";
     MISSING_KEY = "BS104" "missing-key" Error "A required key is missing.";
     EMPTY_COMMANDS = "BS105" "empty-commands" Error "An empty command list.";
     NON_STRING_COMMAND = "BS106" "non-string-command" Error "A command that YAML reads as a mapping or list, not a string.";
-    INVALID_VALUE = "BS107" "invalid-value" Error "A value outside what CodeBuild accepts.";
+    INVALID_VALUE = "BS107" "invalid-value" Error "A value outside what CodeBuild documents: an error where it refuses it (on-failure, yes/no), a warning where real projects run it (shells, runtimes, report formats).";
     UNSUPPORTED_VERSION = "BS108" "unsupported-version" Error "The buildspec version is not 0.2 (or legacy 0.1).";
     LEGACY_VERSION = "BS109" "legacy-version" Warning "Version 0.1 runs every command in its own shell.";
     MISPLACED_RUNTIME_VERSIONS = "BS110" "misplaced-runtime-versions" Error "runtime-versions is only allowed in the install phase.";
-    RESERVED_VARIABLE = "BS111" "reserved-variable" Error "Variable names starting with CODEBUILD_ are reserved.";
+    RESERVED_VARIABLE = "BS111" "reserved-variable" Warning "Variable names starting with CODEBUILD_ are reserved (the documentation says so; CodeBuild runs them).";
     FLOAT_VERSION = "BS112" "float-version" Warning "An unquoted version YAML reads as a number (3.10 becomes 3.1).";
-    NOT_EXPORTABLE = "BS113" "not-exportable" Error "Variables starting with AWS_ cannot be exported.";
+    NOT_EXPORTABLE = "BS113" "not-exportable" Warning "Variables starting with AWS_ are not exported.";
     BATCH_CONFLICT = "BS114" "batch-conflict" Error "A batch uses exactly one of build-list, build-matrix, build-graph.";
     INVALID_IDENTIFIER = "BS115" "invalid-artifact-identifier" Error "A secondary artifact identifier that is not letters, digits and underscores.";
 
@@ -56,6 +56,7 @@ rules! {
     PLAINTEXT_SECRET = "BS208" "plaintext-secret" Warning "A likely secret in plain env.variables.";
     TEMPLATE_PROBLEM = "BS209" "template-problem" Warning "A template the cross-checks need is unreadable or has no layer.";
     PUBLISH_IN_BUILD = "BS210" "publish-in-build" Warning "Publishing from inside the build needs AWS credentials in the build.";
+    SHELL_SYNTAX = "BS211" "shell-syntax" Error "A command the shell cannot parse: an unterminated quote, `$(`, heredoc, or an unclosed if/for/case/{/(.";
 
     ELF_ARCHITECTURE = "BS301" "elf-architecture" Error "A native file built for another CPU than the layer's CompatibleArchitectures.";
     GLIBC_TOO_NEW = "BS302" "glibc-too-new" Error "A native file needs a newer glibc than a target runtime's OS has.";

@@ -193,7 +193,7 @@ impl DockerExecutor<'_> {
         container: &WorkContainer,
     ) -> anyhow::Result<DriverReport> {
         let how = &plan.driver;
-        let mut exec = Exec::new([how.interpreter, "-c", driver::BOOTSTRAP])
+        let mut exec = Exec::new([how.interpreter.as_str(), "-c", driver::BOOTSTRAP])
             .stdin(driver::stdin(&how.token, &how.script))
             .working_dir(&plan.src_dir);
         for (name, value) in &plan.variables.0 {

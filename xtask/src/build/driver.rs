@@ -94,10 +94,11 @@ pub struct DriverInputs {
 }
 
 /// The program to run the driver with (`<program> -c <script>`), or `None` for Windows shells.
-pub fn interpreter(shell: &Shell) -> Option<&'static str> {
+pub fn interpreter(shell: &Shell) -> Option<&str> {
     match shell {
         Shell::Sh => Some("sh"),
         Shell::Bash => Some("bash"),
+        Shell::Other(program) => Some(program),
         Shell::Windows(_) => None,
     }
 }

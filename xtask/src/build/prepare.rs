@@ -102,7 +102,7 @@ pub struct Inputs<'a> {
 /// token and the script on stdin (see `driver`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Driver {
-    pub interpreter: &'static str,
+    pub interpreter: String,
     pub script: String,
     pub user: Option<String>,
     pub token: String,
@@ -150,11 +150,14 @@ pub struct Plan {
 /// driver's reserved namespace).
 pub fn plan(inputs: Inputs) -> anyhow::Result<Plan> {
     let settings = inputs.settings;
-    let interpreter = driver::interpreter(&settings.buildspec.shell()).ok_or_else(|| {
-        anyhow::anyhow!(
-            "Windows shells (powershell.exe, cmd.exe) cannot run in a Linux build image"
-        )
-    })?;
+    let shell = settings.buildspec.shell();
+    let interpreter = driver::interpreter(&shell)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "Windows shells (powershell.exe, cmd.exe) cannot run in a Linux build image"
+            )
+        })?
+        .to_string();
     refuse_reserved(&inputs.user.variables)?;
     let src_dir = format!(
         "{OUTPUT_ROOT}/src{}/src",

@@ -82,14 +82,29 @@ impl Reader {
         entries
     }
 
+    /// An unknown phase makes CodeBuild refuse the buildspec (an error); any other unknown key
+    /// it ignores, so it is a warning (a typo still loses what the key was meant to do).
     fn unknown_key(&mut self, entry: &Entry, what: &str, known: &[&str]) {
         let key = entry.key.as_str().unwrap_or_default();
-        let message = format!("unknown key `{key}` in {what}");
+        let (message, severity) = match what {
+            "phases" => (
+                format!("unknown key `{key}` in phases: CodeBuild has no such phase"),
+                Severity::Error,
+            ),
+            _ => (
+                format!("unknown key `{key}` in {what}: CodeBuild ignores it"),
+                Severity::Warning,
+            ),
+        };
         let help = match did_you_mean(key, known) {
             Some(suggestion) => format!("did you mean `{suggestion}`?"),
             None => format!("expected one of: {}", known.join(", ")),
         };
-        self.report_with_help(&rules::UNKNOWN_KEY, entry.key.span, message, help);
+        let diagnostic = Diagnostic::new(&rules::UNKNOWN_KEY, message)
+            .at(self.loc(entry.key.span))
+            .severity(severity)
+            .help(help);
+        self.diagnostics.push(diagnostic);
     }
 
     /// Reports the keys in `required` that are absent from `node` (a mapping).
@@ -138,12 +153,26 @@ impl Reader {
                 .iter()
                 .filter_map(|item| self.string(item, &format!("an entry of {what}")))
                 .collect(),
-            Value::Scalar(_) if !node.is_null() => self.string(node, what).into_iter().collect(),
+            Value::Scalar(_) if !node.is_null() => {
+                self.single_string_warning(node, what);
+                self.string(node, what).into_iter().collect()
+            }
             _ => {
                 self.wrong_type(node, what, "a list of strings");
                 Vec::new()
             }
         }
+    }
+
+    /// A single string where a list is expected: read as a one-item list (as CodeBuild does), with
+    /// a warning everywhere it happens.
+    fn single_string_warning(&mut self, node: &Node, what: &str) {
+        let message = format!("{what} should be a list, found a single string");
+        let diagnostic = Diagnostic::new(&rules::WRONG_TYPE, message)
+            .at(self.loc(node.span))
+            .severity(Severity::Warning)
+            .help("write it as a list item: `- <value>`");
+        self.diagnostics.push(diagnostic);
     }
 
     /// A list of shell commands. Each must be a string: an unquoted `echo a: b` is a mapping to
@@ -152,12 +181,7 @@ impl Reader {
         let items = match &node.value {
             Value::Seq(items) => items.as_slice(),
             Value::Scalar(_) if !node.is_null() => {
-                let message = format!("{what} should be a list of commands, found a single string");
-                let diagnostic = Diagnostic::new(&rules::WRONG_TYPE, message)
-                    .at(self.loc(node.span))
-                    .severity(Severity::Warning)
-                    .help("write it as a list item: `- <command>`");
-                self.diagnostics.push(diagnostic);
+                self.single_string_warning(node, what);
                 return self.string(node, what).into_iter().collect();
             }
             _ => {

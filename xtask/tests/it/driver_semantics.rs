@@ -31,7 +31,8 @@ async fn run(yaml: &str) -> Option<RunOutput> {
         src_dir: "/tmp".into(),
     };
     let script = driver::driver_script(&spec, &inputs);
-    let shell = driver::interpreter(&spec.shell()).expect("a Linux shell");
+    let shell = spec.shell();
+    let shell = driver::interpreter(&shell).expect("a Linux shell");
     // As the build runs it: the variables in the driver's environment.
     let variables: Vec<(String, String)> = spec
         .env
