@@ -7,6 +7,7 @@
 //! [`prepare`] (pure: a [`prepare::Plan`]) → no-op check → [`execute`] (an executor runs the
 //! phases: [`docker`] today) → [`package`] (verify, zip, manifest) → [`summary`] (built once).
 
+mod cache;
 mod docker;
 pub mod driver;
 mod execute;
@@ -290,7 +291,7 @@ async fn execute_and_package(
             _ => None,
         }
     };
-    let executor = DockerExecutor { engine, log };
+    let executor = DockerExecutor::new(engine, log);
     let (ready, outcome) = tokio::join!(
         import_container,
         executor.execute(plan, staging, started_tx)

@@ -471,8 +471,14 @@ fn read_phase(r: &mut Reader, name: PhaseName, entry: &yaml::Entry) -> Option<Ph
         return None;
     }
     r.mapping(node, &what, PHASE_KEYS);
-    if name != PhaseName::Install {
-        r.require(node, &what, &["commands"]);
+    if name != PhaseName::Install && node.get("commands").is_none() {
+        // Documented as required, yet phases with only `finally` run (nothing else runs).
+        let message = format!("{what} has no `commands`: only its finally (if any) runs");
+        let diagnostic = Diagnostic::new(&rules::MISSING_KEY, message)
+            .at(r.loc(node.span))
+            .severity(Severity::Warning)
+            .help("the documented form lists the phase's commands under `commands:`");
+        r.diagnostics.push(diagnostic);
     }
     let mut phase = Phase {
         name,
@@ -751,7 +757,12 @@ fn read_reports(r: &mut Reader, node: &Node) -> Vec<Report> {
             .get("file-format")
             .and_then(|f| r.string(f, "file-format"));
         if let Some(format) = &file_format {
-            if !REPORT_FORMATS.contains(&format.value.as_str()) {
+            // The documentation: the file format "is not case sensitive" (AWS's own repositories
+            // write JunitXml).
+            let known = REPORT_FORMATS
+                .iter()
+                .any(|f| f.eq_ignore_ascii_case(&format.value));
+            if !known {
                 let help = crate::diagnostic::did_you_mean(&format.value, REPORT_FORMATS)
                     .map_or_else(
                         || format!("one of: {}", REPORT_FORMATS.join(", ")),

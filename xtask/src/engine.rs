@@ -16,7 +16,7 @@ mod exec;
 mod image;
 mod transfer;
 
-pub use container::{ContainerSpec, WorkContainer};
+pub use container::{ContainerSpec, Volume, WorkContainer};
 pub use error::{Cause, Error};
 pub use exec::{Exec, Output, Stream, OUTPUT_LIMIT};
 pub use image::PullProgress;
@@ -47,7 +47,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A connection to a Docker (or Podman) daemon.
+/// A connection to a Docker (or Podman) daemon. A clone shares the connection and the session.
+#[derive(Clone)]
 pub struct Engine {
     docker: Docker,
     /// The daemon address, kept to open a separate connection for cleanup in `Drop`.

@@ -2,6 +2,7 @@
 //! against the layer template, the CodeBuild template and the source tree.
 
 mod commands;
+mod deviations;
 mod layout;
 mod runtimes;
 mod secrets;
@@ -165,7 +166,7 @@ fn shell_syntax(parsed: &Parsed, out: &mut Vec<Diagnostic>) {
     let Some(spec) = &parsed.buildspec else {
         return;
     };
-    if matches!(spec.shell(), buildspec::Shell::Windows(_)) {
+    if matches!(spec.shell(), buildspec::Shell::Windows(_)) || looks_like_powershell(spec) {
         return;
     }
     for (_, command) in spec.all_commands() {
@@ -188,6 +189,19 @@ fn shell_syntax(parsed: &Parsed, out: &mut Vec<Diagnostic>) {
                 .help("CodeBuild fails the command with a syntax error at run time: close what it opens (quote multi-line commands with `|` in YAML)"),
         );
     }
+}
+
+/// Commands written for PowerShell (`$env:`, `Verb-Noun` cmdlets): without `env.shell`, a Windows
+/// image runs them in PowerShell, so POSIX shell rules do not apply.
+pub fn looks_like_powershell(spec: &Buildspec) -> bool {
+    static CMDLET: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let cmdlet = CMDLET.get_or_init(|| {
+        regex::Regex::new(r"\$env:|\b(Write|Get|Set|New|Remove|Invoke|Copy|Test|Start|Stop|Expand|Compress|Out|Select|Where|ForEach|Import|Install|Add)-[A-Z][A-Za-z]+").ok()
+    });
+    let Some(cmdlet) = cmdlet else {
+        return false;
+    };
+    spec.all_commands().any(|(_, c)| cmdlet.is_match(&c.value))
 }
 
 /// All diagnostics for a parsed buildspec: its own, then the cross-checks (sorted by position).
@@ -220,6 +234,7 @@ pub fn lint(parsed: &Parsed, options: &Options) -> Vec<Diagnostic> {
         layout::check(&cx, &mut out);
         commands::check(&cx, &mut out);
         secrets::check(&cx, &mut out);
+        deviations::check(&cx, &mut out);
     }
     diagnostic::sort(&mut out);
     out

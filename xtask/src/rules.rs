@@ -33,8 +33,8 @@ rules! {
     UNKNOWN_KEY = "BS101" "unknown-key" Error "A key CodeBuild does not know (typos included): an unknown phase is an error, any other key a warning (CodeBuild ignores it).";
     WRONG_TYPE = "BS102" "wrong-type" Error "A value of the wrong YAML type.";
     DUPLICATE_KEY = "BS103" "duplicate-key" Error "A key given twice in one mapping; one would silently win.";
-    MISSING_KEY = "BS104" "missing-key" Error "A required key is missing.";
-    EMPTY_COMMANDS = "BS105" "empty-commands" Error "An empty command list.";
+    MISSING_KEY = "BS104" "missing-key" Error "A required key is missing (a phase without commands is a warning: CodeBuild runs its finally).";
+    EMPTY_COMMANDS = "BS105" "empty-commands" Warning "An empty list (commands, paths): CodeBuild runs it, and nothing happens there.";
     NON_STRING_COMMAND = "BS106" "non-string-command" Error "A command that YAML reads as a mapping or list, not a string.";
     INVALID_VALUE = "BS107" "invalid-value" Error "A value outside what CodeBuild documents: an error where it refuses it (on-failure, yes/no), a warning where real projects run it (shells, runtimes, report formats).";
     UNSUPPORTED_VERSION = "BS108" "unsupported-version" Error "The buildspec version is not 0.2 (or legacy 0.1).";
@@ -57,6 +57,7 @@ rules! {
     TEMPLATE_PROBLEM = "BS209" "template-problem" Warning "A template the cross-checks need is unreadable or has no layer.";
     PUBLISH_IN_BUILD = "BS210" "publish-in-build" Warning "Publishing from inside the build needs AWS credentials in the build.";
     SHELL_SYNTAX = "BS211" "shell-syntax" Error "A command the shell cannot parse: an unterminated quote, `$(`, heredoc, or an unclosed if/for/case/{/(.";
+    LOCAL_DEVIATION = "BS212" "local-deviation" Warning "Where a local build cannot do exactly what CodeBuild does, one line says how it differs.";
 
     ELF_ARCHITECTURE = "BS301" "elf-architecture" Error "A native file built for another CPU than the layer's CompatibleArchitectures.";
     GLIBC_TOO_NEW = "BS302" "glibc-too-new" Error "A native file needs a newer glibc than a target runtime's OS has.";

@@ -28,6 +28,18 @@ pub const LAYER_LABEL: &str = "xtask.layer-tools.layer";
 pub struct DockerExecutor<'a> {
     pub engine: &'a Engine,
     pub log: &'a Log,
+    /// Volumes made for this build only (a restore-only cache), removed after it.
+    pub throwaway: std::sync::Mutex<Vec<String>>,
+}
+
+impl<'a> DockerExecutor<'a> {
+    pub fn new(engine: &'a Engine, log: &'a Log) -> DockerExecutor<'a> {
+        DockerExecutor {
+            engine,
+            log,
+            throwaway: std::sync::Mutex::new(Vec::new()),
+        }
+    }
 }
 
 impl Executor for DockerExecutor<'_> {
@@ -42,12 +54,21 @@ impl Executor for DockerExecutor<'_> {
         let _ = started.send(());
         let result = self.run(plan, &container, staging).await;
         let removal = container.remove_in_background();
+        let throwaway =
+            std::mem::take(&mut *self.throwaway.lock().unwrap_or_else(|e| e.into_inner()));
+        let engine = self.engine.clone();
         let cleanup = tokio::spawn(async move {
-            match removal.await {
+            let removed = match removal.await {
                 Ok(Ok(())) => None,
                 Ok(Err(e)) => Some(e.to_string()),
                 Err(e) => Some(format!("the container removal stopped: {e}")),
+            };
+            for volume in throwaway {
+                if let Err(e) = engine.remove_volume(&volume).await {
+                    return Some(e.to_string());
+                }
             }
+            removed
         });
         match result {
             Ok(mut outcome) => {
@@ -72,15 +93,30 @@ impl DockerExecutor<'_> {
             true => None,
             false => mounts::memory_limit(self.engine.memory_bytes().await),
         };
-        let cache_volumes = cache::cache_volumes(&plan.project_id, &plan.cache_dirs);
+        let dirs = &plan.cache.dirs;
+        if let Some(note) = &plan.cache.note {
+            self.log.warning(note);
+        }
+        let cache_volumes = match plan.options.cache {
+            true => {
+                let prepared = cache::prepare(
+                    self.engine,
+                    &plan.image,
+                    &plan.project_id,
+                    &plan.cache,
+                    self.log,
+                )
+                .await?;
+                *self.throwaway.lock().unwrap_or_else(|e| e.into_inner()) = prepared.throwaway;
+                prepared.mounts
+            }
+            false => cache::cache_volumes(&plan.project_id, dirs),
+        };
         // Throwaway cache paths may go in memory: those the image has files in may not.
         let in_image = match (plan.options.cache, memory_limit) {
             (false, Some(_)) => {
-                let found = self
-                    .engine
-                    .paths_in_image(&plan.image, &plan.cache_dirs)
-                    .await?;
-                let dirs = plan.cache_dirs.iter().zip(found);
+                let found = self.engine.paths_in_image(&plan.image, dirs).await?;
+                let dirs = dirs.iter().zip(found);
                 dirs.filter(|(_, f)| *f).map(|(d, _)| d.clone()).collect()
             }
             _ => Vec::new(),

@@ -58,7 +58,11 @@
 //!   it when the command ends, because a pipe through `tee` would run the command in a subshell
 //!   (breaking `cd` persistence) and lose its status in POSIX sh. Phases without a retry stream live.
 //! - The script must be passed with `sh -c` (or as a file), not on stdin: commands inherit stdin.
-//! - `run-as` is not applied here (the caller decides the user of the exec).
+//! - The top-level `run-as` is the user of the exec (see [`driver_user`]). When a phase has its
+//!   own `run-as`, the driver runs as root and each command of a phase with a user runs with
+//!   `runuser` in a shell of its own as that user: exported variables and the working directory
+//!   go in, changes to them do not come back (CodeBuild does not document how it keeps one shell
+//!   across users).
 
 use std::fmt::Write as _;
 
@@ -91,6 +95,9 @@ pub struct DriverInputs {
     /// Where the source is in the container, e.g. `/codebuild/output/src123/src`; becomes
     /// `CODEBUILD_SRC_DIR` and the working directory.
     pub src_dir: String,
+    /// The shell the driver runs in (`sh`, `bash`): a phase with its own `run-as` runs each
+    /// command in a new one of these.
+    pub shell: String,
 }
 
 /// The program to run the driver with (`<program> -c <script>`), or `None` for Windows shells.
@@ -146,18 +153,28 @@ __xt_build_failed=0
 __xt_phase_name=
 __xt_s=0
 __xt_err=
-# Runs the command in $__xt_c in this shell and leaves its status in $__xt_s. The first failure of
-# a phase attempt is kept in $__xt_err (CodeBuild's message) and, in capture mode, $__xt_err_out.
+__xt_user=
+# Runs $__xt_c: in this shell, or, for a phase that runs as another user ($__xt_user), in a shell
+# of its own as that user (the exported variables and the working directory go in, not out).
+__xt_run() {
+  if [ -n "$__xt_user" ]; then
+    runuser -u "$__xt_user" -m -- "$__xt_shell" -c 'cd "$1" || exit 1; eval "$2"' xtask "$PWD" "$__xt_c"
+  else
+    command eval "$__xt_c"
+  fi
+}
+# Runs the command in $__xt_c and leaves its status in $__xt_s. The first failure of a phase
+# attempt is kept in $__xt_err (CodeBuild's message) and, in capture mode, $__xt_err_out.
 __xt_cmd() {
   __xt_log "Running command $__xt_c"
   __xt_in_cmd=1
   if [ "$__xt_capture" = 1 ]; then
-    command eval "$__xt_c" >"$__xt_out" 2>&1
+    __xt_run >"$__xt_out" 2>&1
     __xt_s=$?
     set +e
     cat "$__xt_out"
   else
-    command eval "$__xt_c"
+    __xt_run
     __xt_s=$?
     set +e
   fi
@@ -268,13 +285,18 @@ pub fn driver_script(spec: &Buildspec, inputs: &DriverInputs) -> String {
         "trap __xt_on_exit EXIT\n",
     ));
 
+    let _ = writeln!(script, "__xt_shell={}", shell_quote(&inputs.shell));
     for name in PhaseName::ALL {
         let phase = spec.phase(name);
         let log_name = name.log_name();
         let commands = phase.map_or(&[][..], |p| &p.commands[..]);
         let finally = phase.map_or(&[][..], |p| &p.finally[..]);
-        write_command_list(&mut script, &format!("__xt_commands_{log_name}"), commands);
-        write_command_list(&mut script, &format!("__xt_finally_{log_name}"), finally);
+        let user = phase_user(spec, phase).unwrap_or_default();
+        let _ = writeln!(script, "__xt_user_{log_name}={}", shell_quote(user));
+        let commands_fn = format!("__xt_commands_{log_name}");
+        let finally_fn = format!("__xt_finally_{log_name}");
+        write_command_list(&mut script, &commands_fn, &log_name, commands);
+        write_command_list(&mut script, &finally_fn, &log_name, finally);
         let (mode, count, pattern) = on_failure_args(phase);
         let _ = writeln!(
             script,
@@ -304,14 +326,39 @@ pub fn driver_script(spec: &Buildspec, inputs: &DriverInputs) -> String {
     script
 }
 
+/// The user a phase's commands run as when the driver itself runs as root: the phase's `run-as`,
+/// else the top-level one. `None` when no phase has its own (the driver then runs as the
+/// top-level user, see [`driver_user`]).
+fn phase_user<'a>(spec: &'a Buildspec, phase: Option<&'a Phase>) -> Option<&'a str> {
+    if !has_phase_users(spec) {
+        return None;
+    }
+    let own = phase.and_then(|p| p.run_as.as_ref());
+    own.or(spec.run_as.as_ref()).map(|u| u.value.as_str())
+}
+
+fn has_phase_users(spec: &Buildspec) -> bool {
+    spec.phases.iter().any(|p| p.run_as.is_some())
+}
+
+/// The user the driver runs as: the top-level `run-as`, unless a phase has its own (then root,
+/// so that each phase can run as its user).
+pub fn driver_user(spec: &Buildspec) -> Option<&str> {
+    match has_phase_users(spec) {
+        true => None,
+        false => spec.run_as.as_ref().map(|u| u.value.as_str()),
+    }
+}
+
 /// A function running `commands` in order, stopping at the first failure (`$__xt_s` non-zero).
 fn write_command_list(
     script: &mut String,
     function: &str,
+    phase: &str,
     commands: &[crate::buildspec::Spanned<String>],
 ) {
     let _ = writeln!(script, "{function}() {{");
-    script.push_str("  :\n");
+    let _ = writeln!(script, "  __xt_user=$__xt_user_{phase}");
     for command in commands {
         let _ = writeln!(script, "  __xt_c={}", shell_quote(&command.value));
         script.push_str("  __xt_cmd\n");
@@ -489,6 +536,7 @@ mod tests {
     fn inputs() -> DriverInputs {
         DriverInputs {
             src_dir: "/codebuild/output/src1/src".into(),
+            shell: "sh".into(),
         }
     }
 

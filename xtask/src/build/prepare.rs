@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 
+use super::cache::{self, CachePlan};
 use super::driver::{self, DriverInputs};
 use super::image::ImageFacts;
 use super::key;
@@ -135,8 +136,8 @@ pub struct Plan {
     pub masker: Masker,
     pub driver: Driver,
     pub host: HostConfig,
-    /// `cache: paths` directories in the container (absolute).
-    pub cache_dirs: Vec<String>,
+    /// `cache:`: the directories, the evaluated key.
+    pub cache: CachePlan,
     /// A hash of the project directory, naming its cache volumes.
     pub project_id: String,
     pub source: Packed,
@@ -177,6 +178,7 @@ pub fn plan(inputs: Inputs) -> anyhow::Result<Plan> {
         &settings.buildspec,
         &DriverInputs {
             src_dir: src_dir.clone(),
+            shell: interpreter.clone(),
         },
     );
     let mut layer = settings.target.clone();
@@ -203,7 +205,13 @@ pub fn plan(inputs: Inputs) -> anyhow::Result<Plan> {
         image_id: inputs.image.id.clone(),
         buildspec: settings.buildspec.clone(),
         out_dir: settings.out_dir.clone(),
-        cache_dirs: cache_dirs(&settings.buildspec, &src_dir),
+        cache: cache_plan(
+            &settings.buildspec,
+            &src_dir,
+            &variables,
+            &inputs.source,
+            &masker,
+        ),
         project_id: project_id(&settings.source_dir),
         src_dir,
         variables,
@@ -211,7 +219,7 @@ pub fn plan(inputs: Inputs) -> anyhow::Result<Plan> {
         driver: Driver {
             interpreter,
             script,
-            user: settings.buildspec.run_as.as_ref().map(|u| u.value.clone()),
+            user: driver::driver_user(&settings.buildspec).map(str::to_string),
             token: inputs.invocation.token.clone(),
         },
         host: inputs.host,
@@ -256,33 +264,22 @@ fn refuse_reserved(variables: &Variables) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The directories of `cache: paths` (each up to its first glob component), absolute, once each.
-pub fn cache_dirs(buildspec: &Buildspec, src_dir: &str) -> Vec<String> {
-    let Some(cache) = &buildspec.cache else {
-        return Vec::new();
-    };
-    let mut dirs: Vec<String> = Vec::new();
-    for path in &cache.paths {
-        let dir: Vec<&str> = path
-            .value
-            .split('/')
-            .take_while(|part| !part.contains(['*', '?', '[']))
-            .collect();
-        let dir = dir.join("/");
-        let dir = dir.trim_end_matches('/');
-        if dir.is_empty() {
-            continue;
-        }
-        let absolute = if dir.starts_with('/') {
-            dir.to_string()
-        } else {
-            format!("{src_dir}/{dir}")
-        };
-        if !dirs.contains(&absolute) {
-            dirs.push(absolute);
-        }
+/// The cache plan; a key that would hold a secret is not used (volume labels are not secret).
+fn cache_plan(
+    buildspec: &Buildspec,
+    src_dir: &str,
+    variables: &Variables,
+    source: &Packed,
+    masker: &Masker,
+) -> CachePlan {
+    let mut plan = cache::plan(buildspec, src_dir, variables, &source.tar);
+    let secret = |k: &String| masker.reveals(k);
+    if plan.key.as_ref().is_some_and(secret) || plan.fallback_keys.iter().any(secret) {
+        plan.key = None;
+        plan.fallback_keys.clear();
+        plan.note = Some("the cache key holds a secret: the unkeyed cache is used".to_string());
     }
-    dirs
+    plan
 }
 
 /// A hash of the source directory: caches belong to a project.
@@ -392,7 +389,7 @@ mod tests {
         let image = ImageFacts::default();
         let plan = plan(inputs(&settings, &image, UserInput::default())).unwrap();
         assert_eq!(
-            plan.cache_dirs,
+            plan.cache.dirs,
             [
                 "/root/.cache/uv".to_string(),
                 format!("{}/node_modules", plan.src_dir)

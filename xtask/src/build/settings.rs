@@ -144,12 +144,6 @@ fn lint_gate(
     let Some(buildspec) = parsed.buildspec else {
         bail!("{path} is not a buildspec");
     };
-    if let Some(phase) = buildspec.phases.iter().find(|p| p.run_as.is_some()) {
-        bail!(
-            "{path}: run-as in phase {} is not supported by local builds yet (all phases share one shell); use the top-level run-as",
-            phase.name.key()
-        );
-    }
     Ok((buildspec, warnings))
 }
 

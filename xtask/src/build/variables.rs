@@ -59,7 +59,6 @@ impl Variables {
         }
     }
 
-    #[cfg(test)]
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()

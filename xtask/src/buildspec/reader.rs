@@ -157,11 +157,26 @@ impl Reader {
                 self.single_string_warning(node, what);
                 self.string(node, what).into_iter().collect()
             }
+            Value::Scalar(_) => {
+                self.empty_warning(node, what);
+                Vec::new()
+            }
             _ => {
                 self.wrong_type(node, what, "a list of strings");
                 Vec::new()
             }
         }
+    }
+
+    /// An empty list (`commands:` with nothing, or `[]`): real buildspecs have them (every entry
+    /// commented out) and CodeBuild runs them; nothing runs there.
+    fn empty_warning(&mut self, node: &Node, what: &str) {
+        let message = format!("{what} is empty: nothing runs (or is listed) here");
+        let diagnostic = Diagnostic::new(&rules::EMPTY_COMMANDS, message)
+            .at(self.loc(node.span))
+            .severity(Severity::Warning)
+            .help("add an entry or remove the key");
+        self.diagnostics.push(diagnostic);
     }
 
     /// A single string where a list is expected: read as a one-item list (as CodeBuild does), with
@@ -184,19 +199,17 @@ impl Reader {
                 self.single_string_warning(node, what);
                 return self.string(node, what).into_iter().collect();
             }
+            Value::Scalar(_) => {
+                self.empty_warning(node, what);
+                return Vec::new();
+            }
             _ => {
                 self.wrong_type(node, what, "a list of commands");
                 return Vec::new();
             }
         };
         if items.is_empty() {
-            let message = format!("{what} is an empty list");
-            self.report_with_help(
-                &rules::EMPTY_COMMANDS,
-                node.span,
-                message,
-                "add a command or remove the key",
-            );
+            self.empty_warning(node, what);
         }
         let mut commands = Vec::new();
         for item in items {

@@ -35,6 +35,15 @@ pub struct ContainerSpec {
     pub labels: Vec<(String, String)>,
 }
 
+/// A named volume and what it is labelled with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub name: String,
+    pub labels: std::collections::HashMap<String, String>,
+    /// RFC 3339, as the daemon reports it.
+    pub created_at: String,
+}
+
 /// A running work container. Dropping it force-removes the container (on a thread of its own);
 /// [`WorkContainer::remove`] does the same on the normal path and reports failures.
 pub struct WorkContainer {
@@ -192,6 +201,67 @@ impl Engine {
                 volume: name.to_string(),
                 cause: cause.into(),
             })
+    }
+
+    /// This tool's volumes that carry every label of `labels` (`name=value`), newest first.
+    pub async fn volumes_labelled(&self, labels: &[String]) -> Result<Vec<Volume>> {
+        let mut wanted = vec![format!("{}=1", super::LABEL)];
+        wanted.extend(labels.iter().cloned());
+        let filters = std::collections::HashMap::from([("label", wanted)]);
+        let options = bollard::query_parameters::ListVolumesOptionsBuilder::new()
+            .filters(&filters)
+            .build();
+        let listed = self
+            .docker
+            .list_volumes(Some(options))
+            .await
+            .map_err(|cause| Error::List {
+                cause: cause.into(),
+            })?;
+        let mut volumes: Vec<Volume> = listed
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| Volume {
+                name: v.name,
+                labels: v.labels,
+                created_at: v.created_at.unwrap_or_default(),
+            })
+            .collect();
+        volumes.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(volumes)
+    }
+
+    /// Whether the named volume `name` exists.
+    pub async fn volume_exists(&self, name: &str) -> Result<bool> {
+        match self.docker.inspect_volume(name).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(cause) => Err(Error::CreateVolume {
+                volume: name.to_string(),
+                cause: cause.into(),
+            }),
+        }
+    }
+
+    /// Copies everything in volume `from` into volume `to` (created when missing), in a
+    /// container of `image` (its `cp`).
+    pub async fn copy_volume(&self, image: &str, from: &str, to: &str) -> Result<()> {
+        let spec = ContainerSpec {
+            image: image.to_string(),
+            volumes: vec![
+                (from.to_string(), "/xtask-from".to_string()),
+                (to.to_string(), "/xtask-to".to_string()),
+            ],
+            ..ContainerSpec::default()
+        };
+        let container = self.start_work_container(&spec).await?;
+        let copy = super::Exec::new(["cp", "-a", "/xtask-from/.", "/xtask-to/"]).root();
+        let copied = self.exec_checked(&container, &copy).await;
+        let removed = container.remove().await;
+        copied.and(removed)
     }
 
     /// Removes the named volume `name`; one that does not exist counts as removed.

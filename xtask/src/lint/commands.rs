@@ -15,6 +15,7 @@ use crate::rules::{self, Rule};
 pub fn check(cx: &Context, out: &mut Vec<Diagnostic>) {
     let Some(spec) = cx.buildspec() else { return };
     let shell = spec.shell();
+    let powershell = super::looks_like_powershell(spec);
     let mut files = FileTracker::new(cx.source_root.clone());
     let mut earlier_text = String::new();
     for (_, command) in spec.all_commands() {
@@ -28,7 +29,7 @@ pub fn check(cx: &Context, out: &mut Vec<Diagnostic>) {
             let before = command.value.get(..start).unwrap_or_default();
             files.check(cmd, &earlier_text, before, &at, out);
         }
-        if shell == Shell::Sh {
+        if shell == Shell::Sh && !powershell {
             bash_only_syntax(&command.value, &simple, &at, out);
         }
         earlier_text.push_str(&command.value);

@@ -504,16 +504,29 @@ fn top_level_run_as_runs_the_commands_as_that_user() {
 }
 
 #[test]
-fn per_phase_run_as_is_refused_before_any_container() {
-    let spec = "version: 0.2\nphases:\n  build:\n    run-as: nobody\n    commands: [echo]\nartifacts:\n  files: ['python/**/*']\n";
+fn a_phase_with_its_own_run_as_runs_as_that_user() {
+    if !support::docker_ready() {
+        return;
+    }
+    let spec = "version: 0.2\nphases:\n  build:\n    run-as: nobody\n    commands:\n      - id -un > /tmp/who\n  post_build:\n    commands:\n      - mkdir -p layer/python && cp /tmp/who layer/python/who.txt && id -un >> layer/python/who.txt\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
     let dir = project(spec, &[]);
-    let output = build_layer_without_docker(dir.path());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
-    assert!(
-        stderr.contains("run-as in phase build is not supported"),
-        "{stderr}"
+    let output = build_layer(dir.path(), &["--no-import-test"]);
+    let s = summary(&output);
+    assert_eq!(
+        s["status"],
+        "SUCCEEDED",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
     );
+    let zip = std::fs::File::open(zip_path(dir.path())).expect("zip");
+    let mut archive = zip::ZipArchive::new(zip).expect("zip");
+    let mut who = String::new();
+    std::io::Read::read_to_string(
+        &mut archive.by_name("python/who.txt").expect("who"),
+        &mut who,
+    )
+    .expect("read");
+    assert_eq!(who, "nobody\nroot\n");
 }
 
 #[test]

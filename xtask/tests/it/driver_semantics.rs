@@ -27,12 +27,13 @@ async fn run(yaml: &str) -> Option<RunOutput> {
         return None;
     }
     let spec = parse(yaml);
-    let inputs = DriverInputs {
-        src_dir: "/tmp".into(),
-    };
-    let script = driver::driver_script(&spec, &inputs);
     let shell = spec.shell();
     let shell = driver::interpreter(&shell).expect("a Linux shell");
+    let inputs = DriverInputs {
+        src_dir: "/tmp".into(),
+        shell: shell.to_string(),
+    };
+    let script = driver::driver_script(&spec, &inputs);
     // As the build runs it: the variables in the driver's environment.
     let variables: Vec<(String, String)> = spec
         .env
@@ -520,5 +521,39 @@ phases:
             .stdout
             .contains("Phase complete: BUILD State: FAILED"));
         assert_build(&output, false);
+    });
+}
+
+#[test]
+fn a_phase_runs_as_its_own_user_with_the_exported_environment() {
+    support::block_on(async {
+        let Some(output) = run(r#"version: 0.2
+env:
+  variables:
+    SHARED: from-buildspec
+phases:
+  install:
+    commands:
+      - echo "install as $(id -un)"
+      - export EXPORTED=yes
+  build:
+    run-as: nobody
+    commands:
+      - echo "build as $(id -un) in $(pwd) shared=$SHARED exported=$EXPORTED"
+  post_build:
+    commands:
+      - echo "post as $(id -un)"
+"#)
+        .await
+        else {
+            return;
+        };
+        assert_line(&output, "install as root");
+        assert_line(
+            &output,
+            "build as nobody in /tmp shared=from-buildspec exported=yes",
+        );
+        assert_line(&output, "post as root");
+        assert_build(&output, true);
     });
 }

@@ -234,3 +234,58 @@ fn images_without_a_command_or_with_a_non_shell_entrypoint_build() {
         let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
     }
 }
+
+#[test]
+fn keyed_caches_follow_their_key_and_fall_back_by_prefix() {
+    if !support::docker_ready() {
+        return;
+    }
+    // Each build appends its name to the cache's log; the layer is that log.
+    let spec = |action: &str| {
+        format!("version: 0.2\ncache:\n  key: deps-$(codebuild-hash-files requirements.txt)\n  fallback-keys:\n    - deps-\n{action}  paths:\n    - '/root/.cache/keyed/**/*'\nphases:\n  build:\n    commands:\n      - mkdir -p /root/.cache/keyed layer/python\n      - echo \"$RUN\" >> /root/.cache/keyed/log\n      - cp /root/.cache/keyed/log layer/python/log.txt\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n")
+    };
+    let dir = project(&spec(""), &[("requirements.txt", "six==1.16.0\n")]);
+    let log_after = |run: &str| -> String {
+        let output = build_layer(
+            dir.path(),
+            &[
+                "--force",
+                "--no-import-test",
+                "--env",
+                &format!("RUN={run}"),
+            ],
+        );
+        assert_eq!(summary(&output)["status"], "SUCCEEDED", "{}", log(&output));
+        let zip = std::fs::File::open(zip_path(dir.path())).unwrap();
+        let mut archive = zip::ZipArchive::new(zip).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut archive.by_name("python/log.txt").unwrap(), &mut text)
+            .unwrap();
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    assert_eq!(log_after("one"), "one");
+    assert_eq!(
+        log_after("two"),
+        "one two",
+        "the same key restores its cache"
+    );
+    std::fs::write(dir.path().join("requirements.txt"), "six==1.15.0\n").unwrap();
+    assert_eq!(
+        log_after("three"),
+        "one two three",
+        "a new key starts from the newest cache of a fallback key"
+    );
+    std::fs::write(
+        dir.path().join("buildspec.yml"),
+        spec("  action: restore\n"),
+    )
+    .unwrap();
+    assert_eq!(log_after("four"), "one two three four");
+    assert_eq!(
+        log_after("five"),
+        "one two three five",
+        "a restore-only cache is not saved"
+    );
+    std::fs::write(dir.path().join("buildspec.yml"), spec("  action: save\n")).unwrap();
+    assert_eq!(log_after("six"), "six", "a save-only cache starts empty");
+}

@@ -38,7 +38,7 @@ fn xtask(args: &[&str]) -> Output {
 fn a_secondary_identifier_that_is_a_path_is_refused_before_any_container() {
     let spec = format!(
         "{}  secondary-artifacts:\n    ../../evil:\n      files: ['**/*']\n",
-        layer_buildspec(&["echo x > layer/python/a.py"], "")
+        layer_buildspec(&["echo x=1 > layer/python/a.py"], "")
     );
     let dir = project(&spec, &[]);
     let output = build_layer_without_docker(dir.path());
@@ -79,7 +79,7 @@ fn a_report_group_named_dot_dot_stays_below_the_reports_directory() {
         "{}reports:\n  '..':\n    files: ['junit.xml']\n    base-directory: out\n",
         layer_buildspec(
             &[
-                "echo x > layer/python/a.py",
+                "echo x=1 > layer/python/a.py",
                 "mkdir -p out && echo '<testsuite/>' > out/junit.xml"
             ],
             ""
@@ -112,7 +112,7 @@ fn symlinks_that_escape_through_other_links_or_reach_a_fifo_are_refused() {
     // `up` is the artifact root; `up/../..` is the root lexically, one level above it physically.
     let escaping = layer_buildspec(
         &[
-            "echo x > layer/python/a.py",
+            "echo x=1 > layer/python/a.py",
             "ln -s .. layer/python/up",
             "ln -s up/../.. layer/python/esc",
         ],
@@ -234,7 +234,7 @@ fn a_tar_header_cannot_make_the_reader_allocate_without_bound() {
     }
     let spec = layer_buildspec(
         &[
-            "echo x > layer/python/a.py",
+            "echo x=1 > layer/python/a.py",
             "cp hostile-tar /usr/local/bin/tar && chmod 755 /usr/local/bin/tar",
         ],
         "",
@@ -337,7 +337,7 @@ fn an_alias_bomb_is_refused_by_lint_build_and_deploy() {
     assert!(started.elapsed() < Duration::from_secs(20));
 }
 
-const SECRET_SPEC: &str = "version: 0.2\nenv:\n  parameter-store:\n    SECRET: /app/secret\n  exported-variables: [SECRET, DERIVED]\nphases:\n  build:\n    commands:\n      - sleep 4\n      - echo \"the secret is $SECRET\"\n      - DERIVED=\"x-$SECRET-y\"\n      - mkdir -p layer/python && echo x > layer/python/a.py\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
+const SECRET_SPEC: &str = "version: 0.2\nenv:\n  parameter-store:\n    SECRET: /app/secret\n  exported-variables: [SECRET, DERIVED]\nphases:\n  build:\n    commands:\n      - sleep 4\n      - echo \"the secret is $SECRET\"\n      - DERIVED=\"x-$SECRET-y\"\n      - mkdir -p layer/python && echo x=1 > layer/python/a.py\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
 
 /// Every process's command line on this machine.
 fn command_lines() -> Vec<String> {
