@@ -19,6 +19,11 @@ pub const IMPORT_TIMEOUT_SECS: u64 = 30;
 const RESULT_PREFIX: &str = "XTASK-IMPORT ";
 /// The unprivileged user the imports run as (`nobody`): like Lambda, it cannot write to /opt.
 const IMPORT_USER: &str = "65534:65534";
+/// Where the imports keep their bytecode (`-X pycache_prefix`): a volume per image that outlives
+/// the build, never the layer. Python checks each cached file against its source's mtime and
+/// size (the layer's mtimes are its files' CRC-32, see `artifacts::tree`), so an unchanged
+/// package (pandas: most of an import test) is not compiled again.
+const PYCACHE_DIR: &str = "/xtask-pycache";
 
 /// A module to import: the package root it sits in (`python` or
 /// `python/lib/python3.X/site-packages`), its name and the distribution that installed it.
@@ -165,8 +170,9 @@ fn is_identifier(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// The driver: imports the `root:module` arguments in a fresh isolated interpreter (`-I -S -B`: no
-/// site-packages of the image, no user site, no environment, no bytecode writes) whose `sys.path`
+/// The driver: imports the `root:module` arguments in a fresh isolated interpreter (`-I -S`: no
+/// site-packages of the image, no user site, no environment; bytecode only in [`PYCACHE_DIR`],
+/// else none) whose `sys.path`
 /// starts with the layer's paths as Lambda orders them, and prints one JSON line per module.
 /// First all of them in one interpreter, as a function imports them (one pandas import instead of
 /// several); only when that fails is each module retried alone, so every failure is named. The
@@ -185,9 +191,12 @@ env["HOME"] = "/tmp"
 timeout = int(os.environ.get("XTASK_IMPORT_TIMEOUT", "30"))
 print("XTASK-IMPORT " + json.dumps({"python": version}), flush=True)
 
+cache = os.environ.get("XTASK_PYCACHE")
+bytecode = ["-X", "pycache_prefix=" + cache] if cache else ["-B"]
+
 def python(code, args):
     return subprocess.run(
-        [sys.executable, "-I", "-S", "-B", "-c", code] + args,
+        [sys.executable, "-I", "-S"] + bytecode + ["-c", code] + args,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/tmp", env=env, timeout=timeout,
     )
 
@@ -297,12 +306,11 @@ impl LayerContainer {
         }
         let layer_dir = layer_dir.canonicalize().ok()?;
         let spec = ContainerSpec {
-            image: image.to_string(),
-            working_dir: Some("/tmp".to_string()),
             bind_mounts_ro: vec![(layer_dir.display().to_string(), "/opt".to_string())],
-            ..Default::default()
+            ..import_container_spec(image)
         };
         let container = engine.start_work_container(&spec).await.ok()?;
+        open_pycache(engine, &container).await.ok()?;
         Some(LayerContainer {
             container,
             layer_dir,
@@ -345,6 +353,7 @@ pub async fn import_smoke_test_in(
             .chain(args),
     )
     .env("XTASK_IMPORT_TIMEOUT", IMPORT_TIMEOUT_SECS.to_string())
+    .env("XTASK_PYCACHE", PYCACHE_DIR)
     .user(IMPORT_USER)
     .working_dir("/tmp");
     let budget = Duration::from_secs(IMPORT_TIMEOUT_SECS * (modules.len() as u64 + 1) + 60);
@@ -414,25 +423,45 @@ async fn uploaded_layer_container(
     image: &str,
     layer_dir: &Path,
 ) -> anyhow::Result<WorkContainer> {
-    let spec = ContainerSpec {
-        image: image.to_string(),
-        working_dir: Some("/tmp".to_string()),
-        ..Default::default()
-    };
     let dir = layer_dir.to_path_buf();
     let tar = tokio::task::spawn_blocking(move || tar_of(&dir))
         .await
         .context("packing the layer for the import test stopped")??;
-    let container = engine.start_work_container(&spec).await?;
+    let container = engine
+        .start_work_container(&import_container_spec(image))
+        .await?;
+    open_pycache(engine, &container).await?;
     engine.upload(&container, "/opt", tar).await?;
     Ok(container)
 }
 
-/// A tar of the tree at `dir` with entry names relative to it, modes made readable by anyone.
+/// A container for the import test: `/tmp` to work in, the image's bytecode cache mounted.
+fn import_container_spec(image: &str) -> ContainerSpec {
+    use sha2::{Digest, Sha256};
+    let volume = crate::util::hex(&Sha256::digest(image.as_bytes()));
+    ContainerSpec {
+        image: image.to_string(),
+        working_dir: Some("/tmp".to_string()),
+        volumes: vec![(
+            format!("xtask-pycache-{}", &volume[..12]),
+            PYCACHE_DIR.to_string(),
+        )],
+        ..Default::default()
+    }
+}
+
+/// Lets the import user write to the bytecode cache (a new volume belongs to root).
+async fn open_pycache(engine: &Engine, container: &WorkContainer) -> crate::engine::Result<()> {
+    let chmod = Exec::new(["chmod", "1777", PYCACHE_DIR]).root();
+    engine.exec_checked(container, &chmod).await.map(drop)
+}
+
+/// A tar of the tree at `dir` with entry names relative to it, modes and mtimes as they are (the
+/// bytecode cache relies on the mtimes).
 fn tar_of(dir: &Path) -> anyhow::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     builder.follow_symlinks(false);
-    builder.mode(tar::HeaderMode::Deterministic);
+    builder.mode(tar::HeaderMode::Complete);
     builder
         .append_dir_all(".", dir)
         .with_context(|| format!("cannot pack {}", dir.display()))?;

@@ -184,6 +184,26 @@ fn double_star_extracts_everything_with_normalised_modes_and_owner() {
 }
 
 #[test]
+fn extracted_files_carry_their_content_s_crc_as_mtime() {
+    let s = Scratch::new();
+    s.extract(layer_tar(), &sel(&["**/*"], &[], false)).unwrap();
+    for (name, content) in [
+        ("python/x.py", &b"print('x')\n"[..]),
+        ("python/pkg/sub/deep.py", b"deep = 1\n"),
+    ] {
+        let modified = fs::metadata(s.out().join(name))
+            .unwrap()
+            .modified()
+            .unwrap();
+        let seconds = modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert_eq!(seconds, u64::from(crc32fast::hash(content)), "{name}");
+    }
+}
+
+#[test]
 fn dir_double_star_selects_only_below_dir() {
     let s = Scratch::new();
     let summary = s

@@ -519,3 +519,78 @@ fn a_mount_that_shows_nothing_falls_back_to_a_copy() {
         assert!(diagnostics.is_empty(), "{diagnostics:?}");
     });
 }
+
+#[test]
+fn the_import_test_keeps_bytecode_out_of_the_layer_and_reuses_it() {
+    support::with_docker(async |engine, image| {
+        let layer = tempfile::tempdir().unwrap();
+        let name = format!("cached_{}", uuid::Uuid::new_v4().simple());
+        write(
+            layer.path(),
+            &format!("python/{name}/__init__.py"),
+            "VALUE = 1\n",
+        );
+        for _ in 0..2 {
+            let (outcome, diagnostics) = verify::import_smoke_test(engine, image, layer.path())
+                .await
+                .unwrap();
+            assert_eq!(outcome.imported, std::slice::from_ref(&name), "{diagnostics:?}");
+        }
+        // Nothing written into the layer; the bytecode is in the image's cache volume.
+        let written: Vec<_> = walkdir(layer.path())
+            .into_iter()
+            .filter(|p| p.contains("__pycache__") || p.ends_with(".pyc"))
+            .collect();
+        assert!(written.is_empty(), "{written:?}");
+        let volume = {
+            use sha2::{Digest, Sha256};
+            let hash: String = Sha256::digest(image.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("xtask-pycache-{}", &hash[..12])
+        };
+        let spec = xtask::engine::ContainerSpec {
+            image: image.to_string(),
+            volumes: vec![(volume, "/cache".to_string())],
+            ..Default::default()
+        };
+        let container = engine.start_work_container(&spec).await.unwrap();
+        let found = engine
+            .exec_output(
+                &container,
+                &xtask::engine::Exec::new([
+                    "find",
+                    "/cache",
+                    "-path",
+                    &format!("*{name}*"),
+                    "-name",
+                    "*.pyc",
+                ]),
+            )
+            .await
+            .unwrap();
+        container.remove().await.unwrap();
+        let found = String::from_utf8_lossy(&found.stdout).into_owned();
+        assert!(
+            found.contains(&format!("/cache/opt/python/{name}/__init__.cpython-39.pyc")),
+            "{found}"
+        );
+    });
+}
+
+/// Every path below `dir`, relative, `/`-separated.
+fn walkdir(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        for entry in std::fs::read_dir(&path).unwrap().flatten() {
+            let p = entry.path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}
