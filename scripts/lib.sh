@@ -71,3 +71,40 @@ ensure_image() {
   fi
   echo "using $image"
 }
+
+ensure_qemu() {
+  # --- QEMU user emulation, for arm64 cells on an x86_64 machine -----------------------------------
+  section "arm64 emulation"
+  if [ "$(uname -m)" = aarch64 ]; then
+    echo "arm64 machine: no emulation needed"
+    return
+  fi
+  handler=/proc/sys/fs/binfmt_misc/qemu-aarch64
+  if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+    [ "$(id -u)" = 0 ] || die "binfmt_misc is not mounted (sudo mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc)"
+    mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+  fi
+  if ! grep -qs '^enabled' "$handler"; then
+    command -v update-binfmts >/dev/null && [ -e /usr/libexec/qemu-binfmt/aarch64-binfmt-P ] ||
+      apt_install qemu-user-static binfmt-support
+    update-binfmts --enable qemu-aarch64 2>/dev/null || true
+  fi
+  grep -qs '^enabled' "$handler" || die "no aarch64 binfmt_misc handler after installing qemu-user-static (see $handler)"
+  # F (fix binary): the kernel opens QEMU when the handler is registered, so it works in containers.
+  grep -qs '^flags:.*F' "$handler" || die "the aarch64 handler lacks the F flag: containers cannot use it ($handler)"
+  echo "aarch64 binaries run under $(sed -n 's/^interpreter //p' "$handler")"
+}
+
+ensure_cell_images() {
+  # --- the stand-ins of the cells the tests build: "python arch" pairs -------------------------------
+  section "cell images"
+  for cell in "$@"; do
+    read -r python arch <<<"$cell"
+    cell_image="layer-tools/build-python$python-standin:latest-$arch"
+    if ! docker image inspect "$cell_image" >/dev/null 2>&1; then
+      bash scripts/standin-image.sh --python "$python" --arch "$arch"
+    fi
+    docker image inspect "$cell_image" >/dev/null 2>&1 || die "no image $cell_image after building it"
+    echo "cell python$python-$arch: $cell_image"
+  done
+}

@@ -7,6 +7,9 @@
 #     leaves it running for the next run,
 #   - the build image LAYER_BUILD_IMAGE, by default the offline stand-in that
 #     scripts/standin-image.sh builds (it is kept in Docker, so only the first run pays for it),
+#   - QEMU user emulation for arm64 (qemu-user-static, binfmt_misc) and the stand-ins of the cells
+#     the matrix tests build: python3.9 and python3.13 on x86_64, python3.9 on arm64 (emulated:
+#     about 6 minutes to build once),
 #   - a moto S3 server on 127.0.0.1 (venv: target/moto-venv), stopped when this script exits.
 # The tests see dummy AWS credentials and an endpoint on this machine only: nothing reaches AWS.
 # Safe to rerun; works with or without a running dockerd. In CI (CI set) a missing service fails
@@ -25,6 +28,8 @@ image=${LAYER_BUILD_IMAGE:-$standin}
 source "$root/scripts/lib.sh"
 ensure_docker
 ensure_image
+ensure_qemu
+ensure_cell_images "3.9 x86_64" "3.13 x86_64" "3.9 arm64"
 
 # --- moto ----------------------------------------------------------------------------------------
 section "moto"

@@ -10,10 +10,12 @@
 mod cache;
 mod docker;
 pub mod driver;
+pub(crate) mod emulation;
 mod execute;
-mod image;
+pub(crate) mod image;
 mod key;
 mod log;
+mod matrix;
 mod package;
 mod prepare;
 mod secrets;
@@ -34,7 +36,8 @@ use docker::DockerExecutor;
 use execute::{Executor, Outcome};
 use log::Log;
 use package::Packaged;
-use prepare::{HostConfig, Inputs, Options, Plan, UserInput};
+pub use prepare::{HostConfig, CONTAINER_CA_DIR};
+use prepare::{Inputs, Options, Plan, UserInput};
 use settings::Settings;
 use source::Source;
 use staging::Staging;
@@ -42,6 +45,7 @@ use summary::Summary;
 use variables::{Invocation, Masker, UserVariables};
 
 use crate::engine::Engine;
+use crate::layer::{self, Cell};
 use crate::runtime::Runtime;
 use crate::verify::{ImportTest, LayerContainer};
 
@@ -121,11 +125,32 @@ pub struct BuildLayer {
     /// masks them).
     #[arg(long)]
     pub json_unmasked_exports: bool,
+    /// Build every cell of the template's CompatibleRuntimes × CompatibleArchitectures: one
+    /// verified zip and manifest per cell (<LayerName>-<runtime>-<arch>.zip). --image may name
+    /// each cell's image with {runtime}, {python} and {arch}.
+    #[arg(long, conflicts_with_all = ["runtime", "arch"])]
+    pub matrix: bool,
+    /// Build these cells (like --matrix): python3.13-arm64,python3.9-x86_64,…
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["runtime", "arch", "matrix"])]
+    pub cells: Vec<String>,
+    /// How many cells build at once [default: one per two cores].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub jobs: Option<u64>,
+    /// The directory of per-cell locks (<cell>.txt, see `cargo xtask lock`) [default:
+    /// python-layer/locks in the source directory, when it exists].
+    #[arg(long)]
+    pub locks: Option<PathBuf>,
+    /// The cell this build is (set by --matrix and --cells).
+    #[arg(skip)]
+    pub cell: Option<String>,
 }
 
 impl BuildLayer {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let runtime = tokio::runtime::Runtime::new()?;
+        if self.matrix || !self.cells.is_empty() {
+            return runtime.block_on(self.run_matrix());
+        }
         let json = self.json;
         let summary = runtime.block_on(build(self))?;
         // Containers are removed by now (explicitly or by their guards).
@@ -138,13 +163,42 @@ impl BuildLayer {
     }
 }
 
+impl BuildLayer {
+    /// `--matrix` / `--cells`: every cell through the same pipeline, then one table.
+    async fn run_matrix(self) -> anyhow::Result<ExitCode> {
+        let cells = self.matrix_cells()?;
+        let jobs = self.jobs.map_or_else(matrix::default_jobs, |j| j as usize);
+        let results = matrix::build(&self, cells, jobs).await;
+        if self.json {
+            writeln!(std::io::stdout(), "{}", matrix::to_json(&results))?;
+        } else {
+            matrix::print(&results);
+        }
+        Ok(ExitCode::from(matrix::exit_code(&results)))
+    }
+
+    /// `--cells` as given, else the template's runtimes × architectures.
+    fn matrix_cells(&self) -> anyhow::Result<Vec<Cell>> {
+        let source = self
+            .source
+            .clone()
+            .unwrap_or_else(crate::util::project_root);
+        layer::wanted_cells(
+            &self.cells,
+            self.template.as_deref(),
+            &source,
+            self.layer_name.as_deref(),
+        )
+    }
+}
+
 /// One build, stage by stage. With `json` set the log goes to stderr and nothing is printed on
 /// stdout (callers inside a tokio runtime, such as `deploy --build`, use it directly). An error
 /// is masked like the log: it may quote what a command printed.
 pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let settings = Settings::resolve(&flags)?;
-    let log = Log::new(flags.json);
+    let log = Log::new(flags.json).for_cell(flags.cell.as_deref());
     for warning in &settings.warnings {
         log.line(&warning.headline());
     }
@@ -167,21 +221,25 @@ async fn build_with(
     let source = Source::discover(&settings.source_dir, source_files(flags))?;
     warn_untracked(&source, log);
     let engine = Engine::connect().await?;
-    let image = image::inspect(&engine, &settings.image, log).await?;
+    let image = image::inspect(&engine, &settings.image, &settings.arch, log).await?;
+    image::check_architecture(&settings.image, &image, &settings.arch)?;
+    let emulation = check_emulation(&engine, settings, log).await?;
     let runtime = target_runtime(settings, &image, log)?;
     warn_newer_glibc(settings, &image, runtime, log);
+    let lock = cell_lock(settings, runtime, &source)?;
     let invocation = Invocation::now(&settings.out_dir);
     let plan = prepare::plan(Inputs {
         settings,
         image: &image,
         runtime,
+        lock,
         user,
         host,
         source: source.pack()?,
         source_files: source.files.len(),
         git_revision: source.git_revision.clone(),
         invocation: invocation.clone(),
-        options: options(flags, settings),
+        options: options(flags, settings, emulation),
     })?;
     if let Some(manifest) = plan.up_to_date().filter(|_| !flags.force) {
         log.line(&format!(
@@ -191,7 +249,7 @@ async fn build_with(
         ));
         return Ok(Summary::up_to_date(&plan, &manifest, started.elapsed()));
     }
-    let _lock = lock_out_dir(&plan.out_dir)?;
+    let _lock = lock_out_dir(&plan.out_dir, &plan.layer.file_stem())?;
     invocation.record(&plan.out_dir);
     tokio::select! {
         result = execute_and_package(&plan, &engine, log) => {
@@ -205,12 +263,58 @@ async fn build_with(
     }
 }
 
+/// Whether the daemon runs the build's architecture natively; an emulated build is said so (it
+/// is slower: its timeouts scale), one that cannot run at all is an error saying how to enable it.
+async fn check_emulation(
+    engine: &Engine,
+    settings: &Settings,
+    log: &Log,
+) -> anyhow::Result<emulation::Emulation> {
+    let daemon = engine.daemon_architecture().await.unwrap_or_default();
+    let emulation = emulation::check(&settings.arch, &daemon, engine.is_local())?;
+    if emulation == emulation::Emulation::Emulated {
+        log.line(&format!(
+            "{} build on this {daemon} Docker machine: emulated by QEMU, several times slower; timeouts ×{}",
+            settings.arch,
+            emulation.slowdown()
+        ));
+    }
+    Ok(emulation)
+}
+
+/// The cell's lock, checked, when the project keeps locks: it must be this cell's, made from
+/// today's requirements.in, and sent to the build with the source.
+fn cell_lock(
+    settings: &Settings,
+    runtime: &'static Runtime,
+    source: &Source,
+) -> anyhow::Result<Option<String>> {
+    let Some(locks) = &settings.locks else {
+        return Ok(None);
+    };
+    let cell = Cell {
+        runtime,
+        arch: settings.arch.clone(),
+    };
+    let lock = locks.checked(&cell)?;
+    if !source.files.iter().any(|f| f.as_str() == lock) {
+        bail!("{lock} is not part of the source the build gets (is it tracked by git? `git add {lock}`)");
+    }
+    Ok(Some(lock))
+}
+
 /// An image that is not Lambda's OS, with a newer glibc than the runtime's, lets pip and uv choose
 /// wheels Lambda cannot load: say so before the build (verification will catch them after).
 fn warn_newer_glibc(settings: &Settings, image: &image::ImageFacts, runtime: &Runtime, log: &Log) {
     let Some(glibc) = image.glibc.filter(|g| *g > runtime.glibc) else {
         return;
     };
+    // The buildspec asks the installer for the runtime's platform (see cell_variables).
+    if settings.buildspec_text.contains("$LAYER_PYTHON_PLATFORM")
+        || settings.buildspec_text.contains("${LAYER_PYTHON_PLATFORM")
+    {
+        return;
+    }
     log.warning(&format!(
         "the image {} has glibc {}.{}, newer than {}'s ({}, glibc {}.{}): pip and uv may install wheels Lambda cannot load; build in {} or ask the installer for manylinux2014 wheels (pip --platform manylinux2014_{}, uv --python-platform {}-manylinux2014)",
         settings.image,
@@ -302,6 +406,7 @@ async fn execute_and_package(
             engine,
             image: &plan.image,
             ready,
+            slowdown: plan.options.slowdown,
         },
         false => ImportTest::Skip,
     };
@@ -320,14 +425,14 @@ async fn execute_and_package(
     Ok((outcome, packaged))
 }
 
-fn options(flags: &BuildLayer, settings: &Settings) -> Options {
+fn options(flags: &BuildLayer, settings: &Settings, emulation: emulation::Emulation) -> Options {
+    let minutes = flags.timeout_minutes.unwrap_or(settings.timeout_minutes);
     Options {
         cache: !flags.no_cache,
         import_test: !flags.no_import_test,
         scratch_on_disk: flags.scratch_on_disk,
-        timeout: Duration::from_secs(
-            60 * flags.timeout_minutes.unwrap_or(settings.timeout_minutes),
-        ),
+        timeout: Duration::from_secs(60 * minutes) * emulation.slowdown(),
+        slowdown: emulation.slowdown(),
         json_unmasked_exports: flags.json_unmasked_exports,
     }
 }
@@ -401,15 +506,17 @@ async fn user_input(flags: &BuildLayer, settings: &Settings) -> anyhow::Result<U
     }
     Ok(UserInput {
         variables: user.merged(),
+        provided: user.provided_names(),
         secrets: user.secret_values(),
     })
 }
 
-/// One build of a project at a time: a second one fails at once instead of racing on the zip.
-pub fn lock_out_dir(out_dir: &Path) -> anyhow::Result<std::fs::File> {
+/// One build of a layer (`stem`: its files' name, one per cell) at a time: a second one fails at
+/// once instead of racing on the zip; the cells of a matrix build side by side.
+pub fn lock_out_dir(out_dir: &Path, stem: &str) -> anyhow::Result<std::fs::File> {
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create the out-dir {}", out_dir.display()))?;
-    let path = out_dir.join(".lock");
+    let path = out_dir.join(format!(".lock-{stem}"));
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

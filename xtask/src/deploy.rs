@@ -81,6 +81,17 @@ pub struct Deploy {
     /// source and the image from LAYER_BUILD_IMAGE or the default.
     #[arg(long)]
     pub build: bool,
+    /// Publish each cell built by `build-layer --matrix`: the template's CompatibleRuntimes ×
+    /// CompatibleArchitectures, one layer per cell named <LayerName>-<runtime>-<arch> with dots
+    /// as dashes (python-deps-python3-13-arm64), claiming that runtime and architecture only.
+    #[arg(long, conflicts_with_all = ["compatible_runtimes", "compatible_architectures"])]
+    pub matrix: bool,
+    /// Publish these cells (like --matrix): python3.13-arm64,python3.9-x86_64,…
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["compatible_runtimes", "compatible_architectures", "matrix"])]
+    pub cells: Vec<String>,
+    /// The cell this deploy publishes (set by --matrix and --cells).
+    #[arg(skip)]
+    pub cell: Option<String>,
 }
 
 /// What a deploy did, or with `--dry-run` would do.
@@ -132,6 +143,9 @@ pub struct Outcome {
 impl Deploy {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let runtime = tokio::runtime::Runtime::new()?;
+        if self.matrix || !self.cells.is_empty() {
+            return runtime.block_on(self.run_cells());
+        }
         let json = self.json;
         let outcome = match runtime.block_on(self.execute()) {
             Ok(outcome) => outcome,
@@ -148,6 +162,73 @@ impl Deploy {
             write!(out, "{}", outcome.human())?;
         }
         Ok(ExitCode::SUCCESS)
+    }
+
+    /// `--matrix` / `--cells`: each cell published on its own, then one report; the exit status
+    /// is 1 when a cell failed.
+    async fn run_cells(self) -> anyhow::Result<ExitCode> {
+        let results = self.execute_cells().await?;
+        if results.iter().any(|(_, r)| {
+            r.as_ref()
+                .is_err_and(|e| e.is::<crate::util::Interrupted>())
+        }) {
+            eprintln!("interrupted: the multipart upload was aborted");
+            return Ok(ExitCode::from(130));
+        }
+        let failed = results.iter().any(|(_, r)| r.is_err());
+        let mut out = std::io::stdout();
+        if self.json {
+            let cells: Vec<serde_json::Value> = results
+                .iter()
+                .map(|(cell, result)| match result {
+                    Ok(outcome) => {
+                        let mut value = serde_json::to_value(outcome).unwrap_or_default();
+                        value["cell"] = serde_json::json!(cell);
+                        value
+                    }
+                    Err(e) => serde_json::json!({"cell": cell, "error": format!("{e:#}")}),
+                })
+                .collect();
+            writeln!(out, "{}", serde_json::json!({ "cells": cells }))?;
+        } else {
+            for (cell, result) in &results {
+                match result {
+                    Ok(outcome) => write!(out, "{cell}: {}", outcome.human())?,
+                    Err(e) => writeln!(out, "{cell}: error: {e:#}")?,
+                }
+            }
+        }
+        Ok(ExitCode::from(u8::from(failed)))
+    }
+
+    /// Each cell of `--matrix` / `--cells` published, one after the other (each is idempotent):
+    /// a cell that fails does not stop the others; an interruption stops them all.
+    pub async fn execute_cells(&self) -> anyhow::Result<Vec<(String, anyhow::Result<Outcome>)>> {
+        let root = crate::util::project_root();
+        let cells = crate::layer::wanted_cells(
+            &self.cells,
+            self.template.as_deref(),
+            &root,
+            self.layer_name.as_deref(),
+        )?;
+        let mut results = Vec::new();
+        for cell in cells {
+            let flags = Deploy {
+                cell: Some(cell.id()),
+                matrix: false,
+                cells: Vec::new(),
+                ..self.clone()
+            };
+            let outcome = flags.execute().await;
+            let interrupted = outcome
+                .as_ref()
+                .is_err_and(|e| e.is::<crate::util::Interrupted>());
+            results.push((cell.id(), outcome));
+            if interrupted {
+                break;
+            }
+        }
+        Ok(results)
     }
 
     /// `--build`: the build's log goes to stderr, so stdout stays the deploy's.
@@ -168,6 +249,15 @@ impl Deploy {
             json: true,
             ..crate::build::BuildLayer::default()
         };
+        let flags = match &self.cell {
+            Some(cell) => crate::build::BuildLayer {
+                runtime: Some(crate::layer::Cell::parse(cell)?.runtime.id.to_string()),
+                arch: Some(crate::layer::Cell::parse(cell)?.arch),
+                cell: Some(cell.clone()),
+                ..flags
+            },
+            None => flags,
+        };
         let summary = crate::build::build(flags).await?;
         if !summary.succeeded {
             anyhow::bail!("build-layer failed: nothing was deployed");
@@ -184,7 +274,11 @@ impl Deploy {
         let (manifest_path, manifest) = read_manifest(&settings.manifest_candidates)?;
         // No build may replace the zip while it is published (build-layer takes the same lock).
         let out_dir = manifest_path.parent().unwrap_or(std::path::Path::new("."));
-        let _lock = crate::build::lock_out_dir(out_dir)?;
+        let stem = manifest_path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let _lock = crate::build::lock_out_dir(out_dir, &stem)?;
         let zip = manifest.check_zip(&manifest_path)?;
         let compatible_runtimes = if settings.compatible_runtimes.is_empty() {
             manifest.compatible_runtimes.clone()

@@ -19,8 +19,8 @@ mod transfer;
 pub use container::{ContainerSpec, Volume, WorkContainer};
 pub use error::{Cause, Error};
 pub use exec::{Exec, Output, Stream, OUTPUT_LIMIT};
-pub use image::PullProgress;
-pub use transfer::TarReader;
+pub use image::{LocalImage, PullProgress};
+pub use transfer::{tar_of_files, TarReader};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -155,6 +155,12 @@ impl Engine {
     pub async fn memory_bytes(&self) -> Option<u64> {
         let info = self.docker.info().await.ok()?;
         info.mem_total.and_then(|bytes| u64::try_from(bytes).ok())
+    }
+
+    /// The machine the daemon runs on (`uname -m`: `x86_64`, `aarch64`), when it tells.
+    pub async fn daemon_architecture(&self) -> Option<String> {
+        let info = self.docker.info().await.ok()?;
+        info.architecture.filter(|arch| !arch.is_empty())
     }
 
     /// The labels every container and volume this engine creates carries, plus `extra`.

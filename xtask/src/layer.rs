@@ -52,6 +52,36 @@ pub fn read_template(explicit: Option<&Path>, dir: &Path) -> anyhow::Result<Opti
     }
 }
 
+/// `cells` as given on the command line, else every runtime × architecture of the template (in
+/// `source_dir`, or `template`); an error when neither names a runtime.
+pub fn wanted_cells(
+    cells: &[String],
+    template: Option<&Path>,
+    source_dir: &Path,
+    layer_name: Option<&str>,
+) -> anyhow::Result<Vec<Cell>> {
+    if !cells.is_empty() {
+        let mut parsed: Vec<Cell> = Vec::new();
+        for text in cells {
+            let cell = Cell::parse(text)?;
+            if !parsed.contains(&cell) {
+                parsed.push(cell);
+            }
+        }
+        return Ok(parsed);
+    }
+    let template = read_template(template, source_dir)?;
+    let wanted = Wanted {
+        layer_name: layer_name.map(str::to_string),
+        ..Wanted::default()
+    };
+    let target = LayerTarget::resolve(&wanted, template.as_ref())?;
+    if target.runtimes.is_empty() {
+        bail!("no template names the layer's CompatibleRuntimes: list them there, or name the cells with --cells python3.13-x86_64,…");
+    }
+    Ok(Cell::all_of(&target))
+}
+
 /// What the command line says about the layer; empty fields defer to the template.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Wanted {
@@ -88,6 +118,85 @@ pub struct LayerTarget {
     pub architectures_given: bool,
     pub description: Option<String>,
     pub license_info: Option<String>,
+    /// Set when one cell of a matrix is built: its files are named after the cell too.
+    pub cell: Option<Cell>,
+}
+
+/// One runtime on one architecture: what one build targets (`python3.13-arm64`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cell {
+    pub runtime: &'static Runtime,
+    pub arch: String,
+}
+
+impl Cell {
+    /// `python3.13-arm64`
+    pub fn id(&self) -> String {
+        format!("{}-{}", self.runtime.id, self.arch)
+    }
+
+    /// `python3.13-arm64` or `python3.13/arm64`.
+    pub fn parse(text: &str) -> anyhow::Result<Cell> {
+        let text = text.trim();
+        let split = text
+            .rsplit_once('/')
+            .or_else(|| text.rsplit_once('-'))
+            .filter(|(_, arch)| ARCHITECTURES.contains(arch));
+        let Some((runtime, arch)) = split else {
+            bail!("`{text}` is not a cell: write it as <runtime>-<arch>, e.g. python3.13-arm64");
+        };
+        Ok(Cell {
+            runtime: runtimes(&[runtime])?[0],
+            arch: arch.to_string(),
+        })
+    }
+
+    /// Every runtime × architecture of `target`.
+    pub fn all_of(target: &LayerTarget) -> Vec<Cell> {
+        let mut cells = Vec::new();
+        for runtime in &target.runtimes {
+            for arch in &target.architectures {
+                cells.push(Cell {
+                    runtime,
+                    arch: arch.clone(),
+                });
+            }
+        }
+        cells
+    }
+
+    /// `image` with `{runtime}` (`python3.13`), `{python}` (`3.13`) and `{arch}` filled in: one
+    /// setting names the image of every cell (`layer-tools/build-python{python}-standin:latest-{arch}`).
+    pub fn image(&self, image: &str) -> String {
+        image
+            .replace("{runtime}", self.runtime.id)
+            .replace("{python}", &self.runtime.python_version())
+            .replace("{arch}", &self.arch)
+    }
+
+    /// The platform uv resolves and installs wheels for (`--python-platform`): the newest manylinux
+    /// uv names that is not newer than the runtime's glibc (2.26 → `manylinux_2_17`, 2.34 →
+    /// `manylinux_2_34`), on the cell's machine.
+    pub fn python_platform(&self) -> String {
+        const UV_MANYLINUX_MINORS: [u32; 12] = [40, 39, 38, 37, 36, 35, 34, 33, 32, 31, 28, 17];
+        let machine = if self.arch == "arm64" {
+            "aarch64"
+        } else {
+            "x86_64"
+        };
+        let (major, minor) = self.runtime.glibc;
+        let minor = UV_MANYLINUX_MINORS
+            .into_iter()
+            .find(|m| *m <= minor)
+            .unwrap_or(17);
+        format!("{machine}-manylinux_{major}_{minor}")
+    }
+
+    /// The name a cell's layer is published under: `<name>-python3-13-arm64` (dots are not
+    /// allowed in a layer name).
+    pub fn layer_name(&self, name: &str) -> String {
+        format!("{}-{}", short_name(name), self.id().replace('.', "-"))
+    }
 }
 
 impl LayerTarget {
@@ -160,13 +269,34 @@ impl LayerTarget {
             architectures_given,
             description,
             license_info,
+            cell: None,
         })
     }
 
-    /// The name files are named after: the layer's name without the ARN around it (only
-    /// letters, digits, `-` and `_`, so it is safe in a path).
-    pub fn file_stem(&self) -> &str {
+    /// The layer's name without the ARN around it.
+    pub fn short_name(&self) -> &str {
         short_name(&self.layer_name)
+    }
+
+    /// The name files are named after: the layer's name without the ARN around it (only
+    /// letters, digits, `-` and `_`, so it is safe in a path), and the cell when one is built.
+    pub fn file_stem(&self) -> String {
+        match &self.cell {
+            Some(cell) => format!("{}-{}", short_name(&self.layer_name), cell.id()),
+            None => short_name(&self.layer_name).to_string(),
+        }
+    }
+
+    /// This layer as one cell of a matrix: it claims that runtime and architecture only.
+    pub fn for_cell(&self, cell: &Cell) -> LayerTarget {
+        LayerTarget {
+            runtimes: vec![cell.runtime],
+            runtimes_from: RuntimeSource::Flag,
+            architectures: vec![cell.arch.clone()],
+            architectures_given: true,
+            cell: Some(cell.clone()),
+            ..self.clone()
+        }
     }
 
     /// `<out_dir>/<name>.zip`
@@ -389,6 +519,29 @@ mod tests {
                 && err.to_string().contains("--layer-name"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn cells_parse_name_files_and_fill_image_templates() {
+        let cell = Cell::parse("python3.13-arm64").unwrap();
+        assert_eq!(cell.id(), "python3.13-arm64");
+        assert_eq!(
+            Cell::parse("python3.12/x86_64").unwrap().id(),
+            "python3.12-x86_64"
+        );
+        assert!(Cell::parse("python3.13").is_err());
+        assert!(Cell::parse("python2.7-x86_64").is_err());
+        assert_eq!(
+            cell.image("layer-tools/build-python{python}-standin:latest-{arch}"),
+            "layer-tools/build-python3.13-standin:latest-arm64"
+        );
+        assert_eq!(cell.layer_name("deps"), "deps-python3-13-arm64");
+        assert_eq!(cell.python_platform(), "aarch64-manylinux_2_34");
+        let al2 = Cell::parse("python3.9-x86_64").unwrap();
+        assert_eq!(al2.python_platform(), "x86_64-manylinux_2_17");
+        assert!(validate_layer_name(&cell.layer_name("deps")).is_ok());
+        let target = LayerTarget::resolve(&Wanted::default(), None).unwrap();
+        assert_eq!(target.for_cell(&cell).file_stem(), "layer-python3.13-arm64");
     }
 
     #[test]

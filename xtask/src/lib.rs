@@ -16,6 +16,7 @@ pub mod diagnostic;
 pub mod engine;
 pub(crate) mod layer;
 pub mod lint;
+pub mod locks;
 pub mod manifest;
 pub(crate) mod progress;
 pub mod report;

@@ -20,6 +20,7 @@ enum Command {
     BuildLayer(xtask::build::BuildLayer),
     Deploy(xtask::deploy::Deploy),
     LintBuildspec(xtask::lint::LintBuildspec),
+    Lock(xtask::locks::make::Lock),
     VerifyLayer(xtask::verify::VerifyLayer),
 }
 
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
         Command::BuildLayer(cmd) => cmd.run(),
         Command::Deploy(cmd) => cmd.run(),
         Command::LintBuildspec(cmd) => cmd.run(),
+        Command::Lock(cmd) => cmd.run(),
         Command::VerifyLayer(cmd) => cmd.run(),
     };
     match result {

@@ -94,6 +94,8 @@ pub enum ImportTest<'a> {
         engine: &'a Engine,
         image: &'a str,
         ready: Option<LayerContainer>,
+        /// How many times slower than native the image runs (QEMU emulation): timeouts scale.
+        slowdown: u32,
     },
 }
 
@@ -112,11 +114,12 @@ pub async fn import_test(test: ImportTest<'_>, dir: &Path) -> anyhow::Result<Opt
         engine,
         image,
         ready,
+        slowdown,
     } = test
     else {
         return Ok(None);
     };
-    let (outcome, diagnostics) = import_smoke_test_in(engine, image, dir, ready)
+    let (outcome, diagnostics) = import_smoke_test_in(engine, image, dir, ready, slowdown)
         .await
         .context("the import smoke test could not run (--no-import-test skips it)")?;
     Ok(Some(ImportResult {
@@ -217,13 +220,14 @@ impl VerifyLayer {
             let result = tokio.block_on(async {
                 let engine = Engine::connect().await?;
                 engine
-                    .ensure_image(&image, |_| {})
+                    .ensure_image(&image, None, |_| {})
                     .await
                     .with_context(|| format!("cannot get the image {image}"))?;
                 let test = ImportTest::Run {
                     engine: &engine,
                     image: &image,
                     ready: None,
+                    slowdown: 1,
                 };
                 import_test(test, &dir).await
             });

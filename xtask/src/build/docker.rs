@@ -9,8 +9,6 @@ mod collect;
 mod mounts;
 mod output;
 
-use std::path::Path;
-
 use anyhow::Context as _;
 
 use super::driver;
@@ -209,7 +207,9 @@ impl DockerExecutor<'_> {
             let Some(bundle) = &plan.host.ca_bundle else {
                 return Ok(());
             };
-            let tar = single_file_tar("ca-bundle.crt", bundle)?;
+            let content = std::fs::read(bundle)
+                .with_context(|| format!("cannot read {}", bundle.display()))?;
+            let tar = crate::engine::tar_of_files(&[("ca-bundle.crt", content)])?;
             let uploaded = self.engine.upload(container, CONTAINER_CA_DIR, tar).await;
             uploaded.map_err(anyhow::Error::from)
         };
@@ -266,14 +266,4 @@ fn runtime_versions_requested(plan: &Plan) -> bool {
     plan.buildspec
         .phase(crate::buildspec::PhaseName::Install)
         .is_some_and(|install| !install.runtime_versions.is_empty())
-}
-
-fn single_file_tar(name: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
-    let content = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(content.len() as u64);
-    header.set_mode(0o644);
-    builder.append_data(&mut header, name, content.as_slice())?;
-    Ok(builder.into_inner()?)
 }

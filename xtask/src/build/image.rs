@@ -20,6 +20,9 @@ pub struct ImageFacts {
     pub python: Option<(u32, u32)>,
     /// `(2, 26)`: the glibc that Python is linked against; `None` for another libc.
     pub glibc: Option<(u32, u32)>,
+    /// The architecture its config records (`amd64`, `arm64`), read on every build.
+    #[serde(skip)]
+    pub architecture: String,
 }
 
 /// Prints one line: the major, minor and glibc version of the first Python on PATH.
@@ -29,19 +32,57 @@ const PROBE: &str = r#"for p in python3 python; do
 done
 echo "XTASK-IMAGE - - -""#;
 
-/// The image `name`, pulled when missing, and its facts (cached by image id).
-pub async fn inspect(engine: &Engine, name: &str, log: &Log) -> anyhow::Result<ImageFacts> {
+/// The image `name`, pulled for `arch` (`x86_64`, `arm64`) when missing, and its facts (cached
+/// by image id).
+pub async fn inspect(
+    engine: &Engine,
+    name: &str,
+    arch: &str,
+    log: &Log,
+) -> anyhow::Result<ImageFacts> {
     let bar = crate::progress::Progress::new(log.json());
-    let id = engine
-        .ensure_image(name, |p| bar.update(&p.status, p.current, p.total))
+    let platform = format!("linux/{}", docker_architecture(arch));
+    let local = engine
+        .ensure_image(name, Some(&platform), |p| {
+            bar.update(&p.status, p.current, p.total)
+        })
         .await?;
     bar.finish();
-    if let Some(facts) = Cache::load().get(&id) {
-        return Ok(facts);
+    let facts = match Cache::load().get(&local.id) {
+        Some(facts) => facts,
+        None => {
+            let facts = probe(engine, name, local.id).await?;
+            Cache::load().store(&facts);
+            facts
+        }
+    };
+    Ok(ImageFacts {
+        architecture: local.architecture,
+        ..facts
+    })
+}
+
+/// Docker's name of a Lambda architecture: `x86_64` is `amd64`.
+pub fn docker_architecture(arch: &str) -> &str {
+    match arch {
+        "x86_64" => "amd64",
+        other => other,
     }
-    let facts = probe(engine, name, id).await?;
-    Cache::load().store(&facts);
-    Ok(facts)
+}
+
+/// An image of another architecture than the build's would put its binaries in the layer: refused
+/// before anything runs. An image that records none is let through (verification reads the ELF
+/// headers of what it built).
+pub fn check_architecture(image: &str, facts: &ImageFacts, arch: &str) -> anyhow::Result<()> {
+    let wanted = docker_architecture(arch);
+    if facts.architecture.is_empty() || facts.architecture == wanted {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the image {image} is linux/{}, but the build targets {arch} (linux/{wanted}): its layer would hold {} binaries; use an image for {arch} (the SAM images are tagged latest-x86_64 and latest-arm64)",
+        facts.architecture,
+        facts.architecture
+    )
 }
 
 async fn probe(engine: &Engine, name: &str, id: String) -> anyhow::Result<ImageFacts> {
@@ -73,7 +114,12 @@ fn parse_probe(text: &str, id: String) -> ImageFacts {
         let minor: String = minor.chars().take_while(char::is_ascii_digit).collect();
         Some((major.parse().ok()?, minor.parse().ok()?))
     });
-    ImageFacts { id, python, glibc }
+    ImageFacts {
+        id,
+        python,
+        glibc,
+        architecture: String::new(),
+    }
 }
 
 /// The facts of every image seen, by id, in `$XDG_CACHE_HOME/xtask-layer/images.json` (else
@@ -111,7 +157,8 @@ impl Cache {
             .map(std::fs::create_dir_all)
             .transpose()
             .and_then(|_| {
-                let temp = path.with_extension(format!("json.{}", std::process::id()));
+                // Unique per writer: the cells of a matrix may store at once.
+                let temp = path.with_extension(format!("json.{}", uuid::Uuid::new_v4().simple()));
                 std::fs::write(&temp, text)?;
                 std::fs::rename(&temp, &path)
             });

@@ -10,6 +10,8 @@ use super::variables::Masker;
 pub struct Log {
     json: bool,
     masker: Masker,
+    /// `[python3.13-arm64] `: the cells of a matrix log side by side.
+    prefix: String,
 }
 
 impl Log {
@@ -18,7 +20,14 @@ impl Log {
         Log {
             json,
             masker: Masker::default(),
+            prefix: String::new(),
         }
+    }
+
+    /// This log, each line starting with `[cell] ` when `cell` is given.
+    pub fn for_cell(self, cell: Option<&str>) -> Log {
+        let prefix = cell.map_or_else(String::new, |cell| format!("[{cell}] "));
+        Log { prefix, ..self }
     }
 
     /// This log, masking `masker`'s secrets from now on.
@@ -33,10 +42,11 @@ impl Log {
     /// One line, secrets masked.
     pub fn line(&self, text: &str) {
         let text = self.masker.mask(text);
+        let prefix = &self.prefix;
         if self.json {
-            let _ = writeln!(std::io::stderr(), "{text}");
+            let _ = writeln!(std::io::stderr(), "{prefix}{text}");
         } else {
-            let _ = writeln!(std::io::stdout(), "{text}");
+            let _ = writeln!(std::io::stdout(), "{prefix}{text}");
         }
     }
 

@@ -16,7 +16,7 @@ use super::settings::{source_number, Settings};
 use super::source::Packed;
 use super::variables::{self, Invocation, Masker, Variables, RESERVED_PREFIX};
 use crate::buildspec::Buildspec;
-use crate::layer::LayerTarget;
+use crate::layer::{Cell, LayerTarget};
 use crate::manifest::Manifest;
 use crate::runtime::Runtime;
 
@@ -35,8 +35,11 @@ pub struct Options {
     pub import_test: bool,
     /// The source tree stays on disk even when the Docker machine has memory to spare.
     pub scratch_on_disk: bool,
-    /// How long the phases may run (CodeBuild's build timeout).
+    /// How long the phases may run (CodeBuild's build timeout; longer when emulated).
     pub timeout: std::time::Duration,
+    /// How many times slower than native the build runs (QEMU emulation): the import test's
+    /// timeouts scale with it.
+    pub slowdown: u32,
     /// `--json` carries exported secrets unmasked.
     pub json_unmasked_exports: bool,
 }
@@ -81,7 +84,23 @@ impl HostConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserInput {
     pub variables: Variables,
+    /// The names in `variables` given outside the buildspec (they win over the project's).
+    pub provided: Vec<String>,
     pub secrets: Vec<String>,
+}
+
+impl UserInput {
+    /// The user's variables with the project's (`project`) in between: over the buildspec's
+    /// values, under those given on the command line, as CodeBuild orders them.
+    fn with_project(&self, project: &Variables) -> Variables {
+        let mut variables = self.variables.clone();
+        for (name, value) in &project.0 {
+            if !self.provided.contains(name) {
+                variables.set(name, value.clone());
+            }
+        }
+        variables
+    }
 }
 
 /// Everything [`plan`] turns into a [`Plan`].
@@ -90,6 +109,8 @@ pub struct Inputs<'a> {
     pub image: &'a ImageFacts,
     /// The runtime the build targets, resolved.
     pub runtime: &'static Runtime,
+    /// The cell's lock (relative to the source), checked, when the project keeps locks.
+    pub lock: Option<String>,
     pub user: UserInput,
     pub host: HostConfig,
     pub source: Packed,
@@ -160,9 +181,16 @@ pub fn plan(inputs: Inputs) -> anyhow::Result<Plan> {
         })?
         .to_string();
     refuse_reserved(&inputs.user.variables)?;
+    let cell = Cell {
+        runtime: inputs.runtime,
+        arch: settings.arch.clone(),
+    };
+    let user_variables = inputs
+        .user
+        .with_project(&variables::cell_variables(&cell, inputs.lock.as_deref()));
     let src_dir = format!(
         "{OUTPUT_ROOT}/src{}/src",
-        source_number(settings.target.file_stem())
+        source_number(settings.target.short_name())
     );
     let mut variables = variables::codebuild_variables(
         &inputs.invocation,
@@ -170,7 +198,7 @@ pub fn plan(inputs: Inputs) -> anyhow::Result<Plan> {
         &src_dir,
         inputs.git_revision.as_deref(),
     );
-    for (name, value) in &inputs.user.variables.0 {
+    for (name, value) in &user_variables.0 {
         variables.set(name, value.clone());
     }
     let masker = Masker::new(inputs.user.secrets.iter().chain(&inputs.host.secrets));
@@ -189,7 +217,7 @@ pub fn plan(inputs: Inputs) -> anyhow::Result<Plan> {
         image_id: &inputs.image.id,
         buildspec_text: &settings.buildspec_text,
         source_digest: &inputs.source.digest,
-        variables: &inputs.user.variables.0,
+        variables: &user_variables.0,
         secrets: &inputs.user.secrets,
         runtime: inputs.runtime.id,
         compatible_runtimes: &layer.runtime_ids(),
@@ -212,7 +240,7 @@ pub fn plan(inputs: Inputs) -> anyhow::Result<Plan> {
             &inputs.source,
             &masker,
         ),
-        project_id: project_id(&settings.source_dir),
+        project_id: project_id(&settings.source_dir, &settings.arch),
         src_dir,
         variables,
         masker,
@@ -282,10 +310,15 @@ fn cache_plan(
     plan
 }
 
-/// A hash of the source directory: caches belong to a project.
-fn project_id(source_dir: &std::path::Path) -> String {
+/// A hash of the source directory and the architecture: caches belong to a project, and hold
+/// binaries (uv itself, compiled wheels) that only run on one architecture.
+fn project_id(source_dir: &std::path::Path, arch: &str) -> String {
     use sha2::{Digest, Sha256};
-    crate::util::hex(&Sha256::digest(source_dir.to_string_lossy().as_bytes()))
+    let mut hasher = Sha256::new();
+    hasher.update(source_dir.to_string_lossy().as_bytes());
+    hasher.update([0]);
+    hasher.update(arch.as_bytes());
+    crate::util::hex(&hasher.finalize())
 }
 
 #[cfg(test)]
@@ -310,6 +343,7 @@ mod tests {
             image: "img".into(),
             out_dir: PathBuf::from("/project/target/layer"),
             timeout_minutes: 60,
+            locks: None,
             warnings: Vec::new(),
         }
     }
@@ -319,6 +353,7 @@ mod tests {
             settings,
             image,
             runtime: crate::layer::default_runtime(),
+            lock: None,
             user,
             host: HostConfig::default(),
             source: Packed {
@@ -347,6 +382,7 @@ mod tests {
             variables.set(n, *v);
         }
         UserInput {
+            provided: variables.0.iter().map(|(n, _)| n.clone()).collect(),
             variables,
             secrets: secrets.iter().map(|s| s.to_string()).collect(),
         }

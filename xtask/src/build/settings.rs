@@ -9,8 +9,9 @@ use anyhow::{bail, Context as _};
 use super::BuildLayer;
 use crate::buildspec::{self, Buildspec, PhaseName};
 use crate::diagnostic::{Diagnostic, SourceFile};
-use crate::layer::{self, LayerTarget, RuntimeSource, Wanted};
+use crate::layer::{self, Cell, LayerTarget, RuntimeSource, Wanted};
 use crate::lint::{self, Options, TemplatePath};
+use crate::locks::Locks;
 use crate::report;
 use crate::runtime::{Date, Runtime};
 
@@ -40,6 +41,8 @@ pub struct Settings {
     /// CodeBuild's build timeout: the project's TimeoutInMinutes (codebuild.yml beside the
     /// source), else CodeBuild's default.
     pub timeout_minutes: u64,
+    /// The project's per-cell locks, when it keeps them (see [`crate::locks`]).
+    pub locks: Option<Locks>,
     pub warnings: Vec<Diagnostic>,
 }
 
@@ -66,7 +69,10 @@ impl Settings {
             layer_name: flags.layer_name.clone(),
             ..Wanted::default()
         };
-        let target = LayerTarget::resolve(&wanted, template.as_ref())?;
+        let mut target = LayerTarget::resolve(&wanted, template.as_ref())?;
+        if let Some(cell) = &flags.cell {
+            target = target.for_cell(&Cell::parse(cell)?);
+        }
         let runtime = choose_runtime(flags.runtime.as_deref(), &target, &buildspec)?;
         let arch = match &flags.arch {
             Some(arch) => arch.clone(),
@@ -78,20 +84,22 @@ impl Settings {
                 target.architectures.join(", ")
             );
         }
-        let image = flags
-            .image
-            .clone()
-            .filter(|i| !i.is_empty())
-            .unwrap_or_else(|| {
-                let runtime = runtime.runtime.unwrap_or_else(layer::default_runtime);
-                runtime.build_image_for(&arch)
-            });
+        let image_cell = Cell {
+            runtime: runtime.runtime.unwrap_or_else(layer::default_runtime),
+            arch: arch.clone(),
+        };
+        let image = match flags.image.as_deref().filter(|i| !i.is_empty()) {
+            Some(image) => image_cell.image(image),
+            None => image_cell.runtime.build_image_for(&arch),
+        };
+        let locks = Locks::locate(&source_dir, flags.locks.as_deref())?;
         let out_dir = flags
             .out_dir
             .clone()
             .unwrap_or_else(|| source_dir.join("target").join("layer"));
         let timeout_minutes = project_timeout(&source_dir).unwrap_or(DEFAULT_TIMEOUT_MINUTES);
         Ok(Settings {
+            locks,
             timeout_minutes,
             source_dir,
             buildspec_text,

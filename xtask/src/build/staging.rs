@@ -29,9 +29,9 @@ impl Staging {
     /// A new staging directory, with an empty [`Staging::primary`] in it (so the import test's
     /// container can mount it before the build has produced anything).
     pub fn create(out_dir: &Path) -> anyhow::Result<Staging> {
-        // Left by builds that were killed (the out-dir is locked: none of them is running).
-        remove_abandoned(Path::new(MEMORY_DIR));
-        remove_staging_dirs(out_dir);
+        // Left by builds that were killed (a running build, another cell's, holds its lock).
+        remove_abandoned(Path::new(MEMORY_DIR), MEMORY_PREFIX);
+        remove_abandoned(out_dir, DISK_PREFIX);
         let dir = match in_memory() {
             Some(dir) => dir,
             None => tempfile::Builder::new()
@@ -84,30 +84,19 @@ fn in_memory() -> Option<tempfile::TempDir> {
 
 /// In-memory staging directories are named after the process that made them.
 const MEMORY_PREFIX: &str = "xtask-staging-";
-/// Staging directories in the out-dir (older versions used `.staging` itself).
+/// Staging directories in the out-dir.
 const DISK_PREFIX: &str = ".staging-";
 
-fn remove_staging_dirs(out_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(out_dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(".staging") {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-/// Removes in-memory staging directories whose build is gone (killed before it could clean up):
-/// unlike a disk, memory is not given back on its own. A directory whose lock is held belongs to
-/// a build that still runs (in this PID namespace or another), and is left alone.
-fn remove_abandoned(dir: &Path) {
+/// Removes the staging directories in `dir` (named `prefix…`) whose build is gone (killed before
+/// it could clean up; memory is not given back on its own). A directory whose lock is held belongs
+/// to a build that still runs (in this PID namespace or another), and is left alone.
+fn remove_abandoned(dir: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(MEMORY_PREFIX) || !entry.path().is_dir() {
+        if !name.starts_with(prefix) || !entry.path().is_dir() {
             continue;
         }
         let abandoned = match std::fs::File::open(entry.path().join(LOCK_FILE)) {
@@ -146,7 +135,7 @@ mod tests {
         let held = std::fs::File::create(live.join(LOCK_FILE)).expect("lock file");
         held.try_lock().expect("lock");
         std::fs::File::create(gone.join(LOCK_FILE)).expect("lock file");
-        remove_abandoned(shm.path());
+        remove_abandoned(shm.path(), MEMORY_PREFIX);
         assert!(live.exists() && fresh.exists() && other.exists());
         assert!(!gone.exists());
     }

@@ -204,6 +204,12 @@ impl UserVariables<'_> {
         self.stores.iter().chain(&self.env_file).chain(&self.cli)
     }
 
+    /// Names given outside the buildspec (`--env`, `--env-file`, the stores): they win over the
+    /// project's variables too.
+    pub fn provided_names(&self) -> Vec<String> {
+        self.provided().map(|(name, _)| name.clone()).collect()
+    }
+
     /// parameter-store and secrets-manager names that no `--env`/`--env-file` value provides.
     pub fn unresolved_secrets(&self) -> Vec<String> {
         let env = &self.buildspec.env;
@@ -253,6 +259,22 @@ pub fn host_aws_credentials() -> Vec<(String, String)> {
         .iter()
         .filter_map(|name| std::env::var(name).ok().map(|v| (name.to_string(), v)))
         .collect()
+}
+
+/// The cell's variables (`LAYER_RUNTIME=python3.13`, `LAYER_PYTHON=3.13`, `LAYER_ARCH=arm64`,
+/// `LAYER_PYTHON_PLATFORM=aarch64-manylinux_2_34`, `LAYER_LOCK=<its lock>` when the project keeps
+/// locks), set as a CodeBuild project's environment is (a batch build's matrix sets the same):
+/// they win over the buildspec's `env`, `--env` wins over them.
+pub fn cell_variables(cell: &crate::layer::Cell, lock: Option<&str>) -> Variables {
+    let mut vars = Variables::default();
+    vars.set("LAYER_RUNTIME", cell.runtime.id);
+    vars.set("LAYER_PYTHON", cell.runtime.python_version());
+    vars.set("LAYER_ARCH", cell.arch.clone());
+    vars.set("LAYER_PYTHON_PLATFORM", cell.python_platform());
+    if let Some(lock) = lock {
+        vars.set("LAYER_LOCK", lock);
+    }
+    vars
 }
 
 /// What identifies one run of a build, decided when it starts (never part of the build key).

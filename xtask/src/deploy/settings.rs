@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use super::Deploy;
-use crate::layer::{self, short_name, LayerTarget, Wanted};
+use crate::layer::{self, short_name, Cell, LayerTarget, Wanted};
 
 /// The deploy defaults SAM users already have in `samconfig.toml`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -88,7 +88,16 @@ impl Settings {
             description: flags.description.clone(),
             license_info: flags.license_info.clone(),
         };
-        let target = LayerTarget::resolve(&wanted, template.as_ref())?;
+        let cell = flags.cell.as_deref().map(Cell::parse).transpose()?;
+        let as_cell = |target: LayerTarget| match &cell {
+            Some(cell) => target.for_cell(cell),
+            None => target,
+        };
+        let target = as_cell(LayerTarget::resolve(&wanted, template.as_ref())?);
+        let layer_name = match &cell {
+            Some(cell) => cell_layer_name(cell, &target)?,
+            None => target.layer_name.clone(),
+        };
         let out_dir = flags
             .out_dir
             .clone()
@@ -98,7 +107,7 @@ impl Settings {
         if flags.layer_name.is_some() {
             let built = LayerTarget::resolve(&Wanted::default(), template.as_ref());
             if let Ok(built) = built {
-                let path = built.manifest_path(&out_dir);
+                let path = as_cell(built).manifest_path(&out_dir);
                 if !manifest_candidates.contains(&path) {
                     manifest_candidates.push(path);
                 }
@@ -112,7 +121,7 @@ impl Settings {
             .trim_matches('/')
             .to_string();
         Ok(Settings {
-            layer_name: target.layer_name.clone(),
+            layer_name,
             manifest_candidates,
             description: target.description.clone(),
             license_info: target.license_info.clone(),
@@ -137,6 +146,16 @@ impl Settings {
             format!("{}/{name}/{sha256_hex}.zip", self.prefix)
         }
     }
+}
+
+/// The name a cell's layer is published under: `<name>-python3-13-arm64`.
+fn cell_layer_name(cell: &Cell, target: &LayerTarget) -> anyhow::Result<String> {
+    if target.layer_name.starts_with("arn:") {
+        anyhow::bail!("--layer-name is an ARN, but each cell is published under a name of its own (<name>-<runtime>-<arch>): give a name");
+    }
+    let name = cell.layer_name(target.short_name());
+    layer::validate_layer_name(&name)?;
+    Ok(name)
 }
 
 #[cfg(test)]

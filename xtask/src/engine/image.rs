@@ -16,6 +16,15 @@ pub struct PullProgress {
     pub total: Option<u64>,
 }
 
+/// An image present on the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalImage {
+    /// `sha256:…`
+    pub id: String,
+    /// As the image's config records it: `amd64`, `arm64`.
+    pub architecture: String,
+}
+
 impl Engine {
     /// Whether `image` (a name, a tag or an id) is present locally.
     pub async fn image_exists(&self, image: &str) -> Result<bool> {
@@ -24,8 +33,16 @@ impl Engine {
 
     /// The local image id of `image` (`sha256:…`), or `None` when it is not present.
     pub async fn image_id(&self, image: &str) -> Result<Option<String>> {
+        Ok(self.local_image(image).await?.map(|local| local.id))
+    }
+
+    /// The local `image`'s id and architecture, or `None` when it is not present.
+    pub async fn local_image(&self, image: &str) -> Result<Option<LocalImage>> {
         match self.docker.inspect_image(image).await {
-            Ok(inspect) => Ok(Some(inspect.id.unwrap_or_default())),
+            Ok(inspect) => Ok(Some(LocalImage {
+                id: inspect.id.unwrap_or_default(),
+                architecture: inspect.architecture.unwrap_or_default(),
+            })),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(None),
@@ -36,13 +53,20 @@ impl Engine {
         }
     }
 
-    /// Pulls `image` (a tag defaults to `latest`, as `docker pull` does), handing each progress
-    /// message to `progress`.
-    pub async fn pull(&self, image: &str, mut progress: impl FnMut(PullProgress)) -> Result<()> {
+    /// Pulls `image` (a tag defaults to `latest`, as `docker pull` does) for `platform`
+    /// (`linux/arm64`; `None`: the daemon's own), handing each progress message to `progress`.
+    pub async fn pull(
+        &self,
+        image: &str,
+        platform: Option<&str>,
+        mut progress: impl FnMut(PullProgress),
+    ) -> Result<()> {
         let reference = with_default_tag(image);
-        let options = CreateImageOptionsBuilder::new()
-            .from_image(&reference)
-            .build();
+        let mut options = CreateImageOptionsBuilder::new().from_image(&reference);
+        if let Some(platform) = platform {
+            options = options.platform(platform);
+        }
+        let options = options.build();
         let mut messages = self.docker.create_image(Some(options), None, None);
         while let Some(message) = messages.next().await {
             let message = message.map_err(|cause| Error::Pull {
@@ -54,17 +78,19 @@ impl Engine {
         Ok(())
     }
 
-    /// The local id of `image`, pulling it first when it is not present.
+    /// The local `image`, pulled first (for `platform`, see [`Engine::pull`]) when it is not
+    /// present.
     pub async fn ensure_image(
         &self,
         image: &str,
+        platform: Option<&str>,
         progress: impl FnMut(PullProgress),
-    ) -> Result<String> {
-        if let Some(id) = self.image_id(image).await? {
-            return Ok(id);
+    ) -> Result<LocalImage> {
+        if let Some(local) = self.local_image(image).await? {
+            return Ok(local);
         }
-        self.pull(image, progress).await?;
-        self.image_id(image)
+        self.pull(image, platform, progress).await?;
+        self.local_image(image)
             .await?
             .ok_or_else(|| Error::NoSuchImage {
                 image: image.to_string(),

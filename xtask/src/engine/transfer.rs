@@ -302,3 +302,15 @@ impl std::fmt::Debug for TarReader {
         f.debug_struct("TarReader").finish_non_exhaustive()
     }
 }
+
+/// A tar of in-memory files (`(name, content)`, mode 0644), to upload.
+pub fn tar_of_files<N: AsRef<str>>(files: &[(N, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, content) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(content.len() as u64);
+        header.set_mode(0o644);
+        builder.append_data(&mut header, name.as_ref(), content.as_slice())?;
+    }
+    builder.into_inner()
+}

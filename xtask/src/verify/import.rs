@@ -287,7 +287,7 @@ pub async fn import_smoke_test(
     image: &str,
     layer_dir: &Path,
 ) -> anyhow::Result<(ImportOutcome, Vec<Diagnostic>)> {
-    import_smoke_test_in(engine, image, layer_dir, None).await
+    import_smoke_test_in(engine, image, layer_dir, None, 1).await
 }
 
 /// A container of `image` with a directory bind-mounted read-only at `/opt`, created before that
@@ -324,7 +324,9 @@ pub async fn import_smoke_test_in(
     image: &str,
     layer_dir: &Path,
     ready: Option<LayerContainer>,
+    slowdown: u32,
 ) -> anyhow::Result<(ImportOutcome, Vec<Diagnostic>)> {
+    let slowdown = u64::from(slowdown.max(1));
     let modules = top_level_modules(layer_dir);
     let ready = ready.and_then(|ready| {
         let mounts_it = layer_dir.canonicalize().ok() == Some(ready.layer_dir.clone());
@@ -352,11 +354,15 @@ pub async fn import_smoke_test_in(
             .into_iter()
             .chain(args),
     )
-    .env("XTASK_IMPORT_TIMEOUT", IMPORT_TIMEOUT_SECS.to_string())
+    .env(
+        "XTASK_IMPORT_TIMEOUT",
+        (IMPORT_TIMEOUT_SECS * slowdown).to_string(),
+    )
     .env("XTASK_PYCACHE", PYCACHE_DIR)
     .user(IMPORT_USER)
     .working_dir("/tmp");
-    let budget = Duration::from_secs(IMPORT_TIMEOUT_SECS * (modules.len() as u64 + 1) + 60);
+    let budget =
+        Duration::from_secs((IMPORT_TIMEOUT_SECS * (modules.len() as u64 + 1) + 60) * slowdown);
     let output = tokio::time::timeout(budget, engine.exec_output(&container, &exec))
         .await
         .with_context(|| format!("the import test did not finish within {budget:?}"))??;

@@ -268,7 +268,8 @@ fn the_seed_layer_builds_with_python_at_the_zip_root() {
     for file in [
         "buildspec.yml",
         "template.yaml",
-        "python-layer/requirements.txt",
+        "python-layer/requirements.in",
+        "python-layer/locks/python3.9-x86_64.txt",
         "python-layer/get_uv.py",
     ] {
         let to = dir.path().join(file);
@@ -465,7 +466,7 @@ fn a_second_build_of_the_same_layer_fails_at_once() {
     let dir = project(SMALL_LAYER, &[("src/mod.py", "VALUE = 1\n")]);
     let out_dir = dir.path().join("target/layer");
     std::fs::create_dir_all(&out_dir).expect("out-dir");
-    let lock = std::fs::File::create(out_dir.join(".lock")).expect("lock file");
+    let lock = std::fs::File::create(out_dir.join(".lock-test-layer")).expect("lock file");
     lock.try_lock().expect("take the lock");
     let output = build_layer(dir.path(), &[]);
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -66,20 +66,30 @@ impl Fixture {
 
     /// "Builds" the layer: one stored (uncompressed) file, then the manifest for it.
     fn build(&self, content: &[u8]) -> Manifest {
-        write_zip(&self.zip_path(), content);
-        let (sha256, code_sha256, size) =
-            xtask::artifacts::zip::hash_file(&self.zip_path()).unwrap();
+        self.build_as(&self.name.clone(), "python3.9", "x86_64", content)
+    }
+
+    /// "Builds" one cell of a matrix (`<name>-<runtime>-<arch>.zip`, as build-layer names it).
+    fn build_cell(&self, runtime: &str, arch: &str, content: &[u8]) -> Manifest {
+        let stem = format!("{}-{runtime}-{arch}", self.name);
+        self.build_as(&stem, runtime, arch, content)
+    }
+
+    fn build_as(&self, stem: &str, runtime: &str, arch: &str, content: &[u8]) -> Manifest {
+        let zip_path = self.out_dir().join(format!("{stem}.zip"));
+        write_zip(&zip_path, content);
+        let (sha256, code_sha256, size) = xtask::artifacts::zip::hash_file(&zip_path).unwrap();
         let manifest = Manifest {
             manifest_version: MANIFEST_VERSION,
             layer_name: self.name.clone(),
-            zip: format!("{}.zip", self.name),
+            zip: format!("{stem}.zip"),
             sha256,
             code_sha256,
             zipped_bytes: size,
             unzipped_bytes: content.len() as u64,
             file_count: 1,
-            compatible_runtimes: vec!["python3.9".into()],
-            architecture: "x86_64".into(),
+            compatible_runtimes: vec![runtime.into()],
+            architecture: arch.into(),
             image: "test".into(),
             image_id: "sha256:test".into(),
             build_key: "test".into(),
@@ -90,11 +100,23 @@ impl Fixture {
                 ..Default::default()
             },
         };
-        manifest.write(&self.manifest_path()).unwrap();
+        manifest
+            .write(&self.out_dir().join(format!("{stem}.json")))
+            .unwrap();
         manifest
     }
 
     fn deploy(&self, extra: &[&str]) -> anyhow::Result<Outcome> {
+        support::block_on(self.cli(extra).deploy.execute())
+    }
+
+    /// `deploy --cells …`: each cell's outcome.
+    fn deploy_cells(&self, cells: &str) -> Vec<(String, anyhow::Result<Outcome>)> {
+        let cli = self.cli(&["--cells", cells]);
+        support::block_on(cli.deploy.execute_cells()).unwrap()
+    }
+
+    fn cli(&self, extra: &[&str]) -> Cli {
         let out_dir = self.out_dir();
         let template = self.dir.path().join("template.yaml");
         let samconfig = self.dir.path().join("no-samconfig.toml");
@@ -108,8 +130,7 @@ impl Fixture {
             samconfig.display().to_string(),
         ];
         args.extend(extra.iter().map(|a| a.to_string()));
-        let cli = Cli::try_parse_from(args).unwrap();
-        support::block_on(cli.deploy.execute())
+        Cli::try_parse_from(args).unwrap()
     }
 }
 
@@ -523,4 +544,55 @@ fn build_layer_then_deploy_end_to_end() {
         [1],
         "an unchanged layer was published again: {second:#}"
     );
+}
+
+#[test]
+fn each_cell_is_published_as_its_own_layer_and_a_missing_one_fails_alone() {
+    if support::moto_endpoint().is_none() {
+        return;
+    }
+    let fixture = Fixture::new("cells");
+    fixture.build_cell("python3.9", "x86_64", b"cp39 x86_64");
+    fixture.build_cell("python3.13", "arm64", b"cp313 aarch64");
+    let results = fixture.deploy_cells("python3.9-x86_64,python3.13-arm64,python3.12-x86_64");
+    let by_cell = |id: &str| {
+        let (_, result) = results.iter().find(|(cell, _)| cell == id).unwrap();
+        result
+    };
+    for (id, runtime, arch) in [
+        ("python3.9-x86_64", "python3.9", "x86_64"),
+        ("python3.13-arm64", "python3.13", "arm64"),
+    ] {
+        let outcome = by_cell(id)
+            .as_ref()
+            .unwrap_or_else(|e| panic!("{id}: {e:#}"));
+        let published = format!("{}-{}", fixture.name, id.replace('.', "-"));
+        assert_eq!(outcome.status, Status::Published, "{id}");
+        assert_eq!(outcome.layer_name, published);
+        assert_eq!(outcome.compatible_runtimes, [runtime]);
+        assert_eq!(outcome.compatible_architectures, [arch]);
+        assert_eq!(layer_versions(&published), [1], "{id}");
+        let got = support::block_on(async {
+            let (_, lambda) = clients().await;
+            lambda
+                .get_layer_version()
+                .layer_name(&published)
+                .version_number(1)
+                .send()
+                .await
+                .unwrap()
+        });
+        assert_eq!(got.compatible_runtimes().len(), 1);
+        assert_eq!(got.compatible_runtimes()[0].as_str(), runtime);
+        assert_eq!(got.compatible_architectures()[0].as_str(), arch);
+    }
+    let missing = format!("{:#}", by_cell("python3.12-x86_64").as_ref().unwrap_err());
+    assert!(missing.contains("build-layer"), "{missing}");
+
+    // Per cell idempotent: nothing changed, nothing published.
+    let again = fixture.deploy_cells("python3.9-x86_64,python3.13-arm64");
+    for (id, result) in &again {
+        let outcome = result.as_ref().unwrap_or_else(|e| panic!("{id}: {e:#}"));
+        assert_eq!(outcome.status, Status::UpToDate, "{id}");
+    }
 }

@@ -280,7 +280,7 @@ fn a_failed_pull_names_the_offline_stand_in() {
         let image = "127.0.0.1:9/nope/nope:latest";
         let mut messages = Vec::new();
         let result = engine
-            .ensure_image(image, |progress| messages.push(progress))
+            .ensure_image(image, None, |progress| messages.push(progress))
             .await;
         let Err(error @ Error::Pull { .. }) = result else {
             panic!("expected Error::Pull, got {result:?} after {messages:?}");

@@ -11,6 +11,7 @@ mod engine_build;
 mod fidelity;
 mod lint_cli;
 mod lint_corpus;
+mod matrix;
 mod moto_smoke;
 mod no_panic;
 mod security;

@@ -491,7 +491,7 @@ fn deploy_waits_for_no_build_and_takes_the_out_dir_lock() {
         .create(true)
         .truncate(false)
         .write(true)
-        .open(out.join(".lock"))
+        .open(out.join(".lock-test-layer"))
         .unwrap();
     lock.try_lock().unwrap();
     let output = xtask(&[

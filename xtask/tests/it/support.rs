@@ -197,3 +197,31 @@ fn loopback_urls_are_recognised() {
         assert!(!is_loopback_url(url), "{url} should not count as loopback");
     }
 }
+
+/// The image of every cell of a matrix, `{python}` and `{arch}` filled in per cell:
+/// `LAYER_CELL_IMAGE`, or the stand-ins `scripts/standin-image.sh --python X --arch Y` builds.
+pub fn cell_image_template() -> String {
+    std::env::var("LAYER_CELL_IMAGE")
+        .ok()
+        .filter(|image| !image.is_empty())
+        .unwrap_or_else(|| "layer-tools/build-python{python}-standin:latest-{arch}".to_string())
+}
+
+/// Whether the images of `cells` (`(python, arch)`) are all present; `false` (after a `SKIPPED:`
+/// line) outside CI.
+pub fn cell_images_ready(cells: &[(&str, &str)]) -> bool {
+    block_on(async {
+        let Some(engine) = require_docker().await else {
+            return false;
+        };
+        for (python, arch) in cells {
+            let image = cell_image_template()
+                .replace("{python}", python)
+                .replace("{arch}", arch);
+            if !require_image(&engine, &image).await {
+                return false;
+            }
+        }
+        true
+    })
+}

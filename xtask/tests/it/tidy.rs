@@ -71,3 +71,33 @@ fn library_code_does_not_unwrap() {
         }
     }
 }
+
+/// `name==version` lines, sorted, comments and blank lines dropped.
+fn pins(text: &str) -> Vec<String> {
+    let mut pins: Vec<String> = text
+        .lines()
+        .map(|line| {
+            line.split('#')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_lowercase()
+        })
+        .filter(|line| !line.is_empty())
+        .collect();
+    pins.sort();
+    pins
+}
+
+#[test]
+fn sams_requirements_txt_pins_what_the_python39_x86_64_lock_pins() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let sam = pins(&read("python-layer/requirements.txt"));
+    let lock = pins(&read("python-layer/locks/python3.9-x86_64.txt"));
+    assert!(!lock.is_empty());
+    assert_eq!(
+        sam, lock,
+        "python-layer/requirements.txt (what `sam build` installs) differs from the lock the build installs: copy the lock's pins"
+    );
+}

@@ -477,7 +477,7 @@ fn a_container_mounted_before_the_layer_exists_sees_it() {
         );
         write(layer.path(), "python/late-1.0.dist-info/RECORD", "");
         let (outcome, diagnostics) =
-            verify::import_smoke_test_in(engine, image, layer.path(), Some(ready))
+            verify::import_smoke_test_in(engine, image, layer.path(), Some(ready), 1)
                 .await
                 .unwrap();
         assert_eq!(outcome.imported, ["late"]);
@@ -488,7 +488,7 @@ fn a_container_mounted_before_the_layer_exists_sees_it() {
             .await
             .expect("mount");
         let (outcome, _) =
-            verify::import_smoke_test_in(engine, image, layer.path(), Some(elsewhere))
+            verify::import_smoke_test_in(engine, image, layer.path(), Some(elsewhere), 1)
                 .await
                 .unwrap();
         assert_eq!(outcome.imported, ["late"]);
@@ -512,7 +512,7 @@ fn a_mount_that_shows_nothing_falls_back_to_a_copy() {
         write(&layer, "python/late-1.0.dist-info/top_level.txt", "late\n");
         write(&layer, "python/late-1.0.dist-info/RECORD", "");
         let (outcome, diagnostics) =
-            verify::import_smoke_test_in(engine, image, &layer, Some(ready))
+            verify::import_smoke_test_in(engine, image, &layer, Some(ready), 1)
                 .await
                 .unwrap();
         assert_eq!(outcome.imported, ["late"]);
@@ -534,7 +534,11 @@ fn the_import_test_keeps_bytecode_out_of_the_layer_and_reuses_it() {
             let (outcome, diagnostics) = verify::import_smoke_test(engine, image, layer.path())
                 .await
                 .unwrap();
-            assert_eq!(outcome.imported, std::slice::from_ref(&name), "{diagnostics:?}");
+            assert_eq!(
+                outcome.imported,
+                std::slice::from_ref(&name),
+                "{diagnostics:?}"
+            );
         }
         // Nothing written into the layer; the bytecode is in the image's cache volume.
         let written: Vec<_> = walkdir(layer.path())
