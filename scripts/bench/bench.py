@@ -48,6 +48,7 @@ TARGETS = {
     "zip": ("ratio", 0.2, "≤ 0.2× Info-ZIP, size within 3 %"),
     "rss": ("tool", 64.0, "≤ 64 MB"),
     "deploy": ("tool", 0, "0 bytes uploaded"),
+    "arm64": ("ratio", 0.25, "≤ 0.25× SAM (as case 1)"),
 }
 
 
@@ -117,23 +118,27 @@ def fresh_project():
     shutil.copytree(ROOT / "python-layer", PROJ / "python-layer")
 
 
-def set_pin(package, version):
-    req = PROJ / "python-layer" / "requirements.txt"
-    text, n = re.subn(rf"(?m)^{re.escape(package)}==\S+", f"{package}=={version}", req.read_text())
-    assert n == 1, f"{package} is not pinned in {req}"
-    req.write_text(text)
+def set_pin(package, version, proj=None):
+    # What SAM installs (requirements.txt) and what build-layer installs (the cell's lock).
+    proj = proj or PROJ
+    for req in [proj / "python-layer" / "requirements.txt",
+                proj / "python-layer" / "locks" / "python3.9-x86_64.txt"]:
+        text, n = re.subn(rf"(?m)^{re.escape(package)}==\S+", f"{package}=={version}", req.read_text())
+        assert n == 1, f"{package} is not pinned in {req}"
+        req.write_text(text)
 
 
-def tool_cache_volumes():
-    # build-layer names them xtask-cache-<sha256(source dir)[:12]>-<...>: only this project's.
-    project = hashlib.sha256(str(PROJ.resolve()).encode()).hexdigest()[:12]
+def tool_cache_volumes(proj=None, arch="x86_64"):
+    # build-layer names them xtask-cache-<sha256(source dir \0 arch)[:12]>-<...>: only this project's.
+    proj = proj or PROJ
+    project = hashlib.sha256(str(proj.resolve()).encode() + b"\0" + arch.encode()).hexdigest()[:12]
     out = subprocess.run(["docker", "volume", "ls", "-q", "--filter", f"name=xtask-cache-{project}"],
                          capture_output=True, text=True, check=True).stdout.split()
     return out
 
 
-def clear_tool_cache():
-    vols = tool_cache_volumes()
+def clear_tool_cache(proj=None, arch="x86_64"):
+    vols = tool_cache_volumes(proj, arch)
     if vols:
         subprocess.run(["docker", "volume", "rm", "-f"] + vols, capture_output=True, check=True)
 
@@ -160,23 +165,25 @@ def retried(fn):
 
 
 @retried
-def sam_build(name, image, cached=False, zip_it=True):
+def sam_build(name, image, cached=False, zip_it=True, proj=None, sam_dir=None):
+    proj, sam_dir = proj or PROJ, sam_dir or SAM_DIR
     cmd = [str(SAM), "build", "--use-container", "--build-image", image, "--skip-pull-image",
-           "--build-dir", str(SAM_DIR / "build"), "--cache-dir", str(SAM_DIR / "cache")]
+           "--build-dir", str(sam_dir / "build"), "--cache-dir", str(sam_dir / "cache")]
     if cached:
         cmd.append("--cached")
     started = time.perf_counter()
-    build = Timed(name, cmd, cwd=PROJ, env=sam_env())
+    build = Timed(name, cmd, cwd=proj, env=sam_env())
     if zip_it:
         # What `sam package` uploads for a layer: its built ContentUri directory, zipped.
         SAM_ZIP.unlink(missing_ok=True)
-        Timed(name + "-zip", ["zip", "-q", "-r", "-X", str(SAM_ZIP), "."], cwd=LAYER_DIR)
+        Timed(name + "-zip", ["zip", "-q", "-r", "-X", str(SAM_ZIP), "."],
+              cwd=sam_dir / "build" / "PythonDepsLayer")
     return time.perf_counter() - started, build
 
 
 @retried
-def tool_build(name, image, force=False, no_cache=False, extra=()):
-    cmd = [str(BIN / "xtask"), "build-layer", "--source", str(PROJ), "--out-dir", str(OUT),
+def tool_build(name, image, force=False, no_cache=False, extra=(), proj=None):
+    cmd = [str(BIN / "xtask"), "build-layer", "--source", str(proj or PROJ), "--out-dir", str(OUT),
            "--image", image, "--json"]
     if force:
         cmd.append("--force")
@@ -185,6 +192,8 @@ def tool_build(name, image, force=False, no_cache=False, extra=()):
     cmd.extend(extra)
     run = Timed(name, cmd, rss=True)
     run.summary = json.loads(run.stdout)
+    if "cells" in run.summary:  # --cells: one cell
+        run.summary = run.summary["cells"][0]
     assert run.summary["status"] == "SUCCEEDED", run.summary
     return run
 
@@ -334,6 +343,10 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--image", default=os.environ.get("LAYER_BUILD_IMAGE", "layer-tools/build-python3.9-standin:latest"))
     ap.add_argument("--skip-deploy", action="store_true")
+    ap.add_argument("--arm64-image", default="layer-tools/build-python3.9-standin:latest-arm64",
+                    help="image of case 9, the emulated python3.9-arm64 cell ('' skips it)")
+    ap.add_argument("--arm64-runs", type=int, default=1,
+                    help="runs of case 9 (each SAM run takes minutes under QEMU)")
     ap.add_argument("--rewrite", action="store_true",
                     help="recompute the overhead breakdown of target/bench/latest.json from its logs")
     args = ap.parse_args()
@@ -482,9 +495,36 @@ def main():
             moto.terminate()
             moto.wait()
 
+    # 9. the emulated arm64 cell, cold: SAM and build-layer on the same arm64 image -------------
+    if args.arm64_image and image_present(args.arm64_image):
+        arm_proj, arm_sam = WORK / "proj-arm64", WORK / "sam-arm64"
+        shutil.rmtree(arm_proj, ignore_errors=True)
+        shutil.copytree(PROJ, arm_proj)
+        # SAM builds the template's architecture (--use-container runs the image as linux/arm64).
+        set_pin("six", "1.17.0", arm_proj)
+        template = (arm_proj / "template.yaml").read_text()
+        (arm_proj / "template.yaml").write_text(template.replace("x86_64", "arm64"))
+        sam_arm, tool_arm = [], []
+        for i in range(max(1, args.arm64_runs)):
+            shutil.rmtree(arm_sam, ignore_errors=True)
+            log(f"arm64 cell {i + 1}/{args.arm64_runs}: sam build --use-container (emulated) + zip")
+            t, _ = sam_build(f"arm64-sam-{i}", args.arm64_image, proj=arm_proj, sam_dir=arm_sam)
+            sam_arm.append(t)
+            clear_tool_cache(arm_proj, "arm64")
+            log(f"arm64 cell {i + 1}/{args.arm64_runs}: build-layer --cells python3.9-arm64 --force --no-cache")
+            run = tool_build(f"arm64-tool-{i}", args.arm64_image, force=True, no_cache=True,
+                             extra=["--cells", "python3.9-arm64"], proj=arm_proj)
+            tool_arm.append(run.seconds)
+            log(f"  sam {t:.2f} s, build-layer {run.seconds:.2f} s")
+        cases["arm64"] = {"sam": stats(sam_arm), "tool": stats(tool_arm), "image": args.arm64_image}
+
     results["total_seconds"] = time.time() - t_start
     results["machine"] = machine(image)
     write(results)
+
+
+def image_present(image):
+    return subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0
 
 
 def machine(image):
@@ -551,6 +591,9 @@ def write(results):
             f"(container start {fmt(parts[0])}, install from the warm cache {fmt(parts[1])}, "
             f"zip {fmt(parts[2])})", "that sum", unavoidable, w["tool"])
     row("rss", "6. peak RSS of build-layer (cold)", "–", None, c["rss"]["tool"], unit="MB", ratio=False)
+    if "arm64" in c:
+        row("arm64", "9. python3.9-arm64 cell, cold, emulated by QEMU (build-layer --cells, empty cache)",
+            "sam build --use-container + zip, same arm64 image", c["arm64"]["sam"], c["arm64"]["tool"])
     if "deploy" in c:
         d = c["deploy"]
         rows.append({"case": "7. deploy, unchanged layer (moto)", "other": "first deploy (publish)",

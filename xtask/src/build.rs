@@ -8,6 +8,7 @@
 //! phases: [`docker`] today) → [`package`] (verify, zip, manifest) → [`summary`] (built once).
 
 mod cache;
+mod combine;
 mod docker;
 pub mod driver;
 pub(crate) mod emulation;
@@ -133,6 +134,10 @@ pub struct BuildLayer {
     /// Build these cells (like --matrix): python3.13-arm64,python3.9-x86_64,…
     #[arg(long, value_delimiter = ',', conflicts_with_all = ["runtime", "arch", "matrix"])]
     pub cells: Vec<String>,
+    /// With --matrix/--cells: also combine the cells of each architecture into one layer
+    /// (<LayerName>-<arch>.zip) holding each runtime's packages in python/lib/python3.X/site-packages.
+    #[arg(long)]
+    pub multi_runtime: bool,
     /// How many cells build at once [default: one per two cores].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub jobs: Option<u64>,
@@ -150,6 +155,9 @@ impl BuildLayer {
         let runtime = tokio::runtime::Runtime::new()?;
         if self.matrix || !self.cells.is_empty() {
             return runtime.block_on(self.run_matrix());
+        }
+        if self.multi_runtime {
+            bail!("--multi-runtime combines the cells of --matrix or --cells");
         }
         let json = self.json;
         let summary = runtime.block_on(build(self))?;
@@ -169,12 +177,61 @@ impl BuildLayer {
         let cells = self.matrix_cells()?;
         let jobs = self.jobs.map_or_else(matrix::default_jobs, |j| j as usize);
         let results = matrix::build(&self, cells, jobs).await;
+        let combined = match self.multi_runtime {
+            true => matrix::combine_all(&self.out_dir(), &results),
+            false => Vec::new(),
+        };
         if self.json {
-            writeln!(std::io::stdout(), "{}", matrix::to_json(&results))?;
+            let mut json = matrix::to_json(&results);
+            if self.multi_runtime {
+                json["multi_runtime"] = matrix::combined_json(&combined);
+            }
+            writeln!(std::io::stdout(), "{json}")?;
         } else {
             matrix::print(&results);
+            matrix::print_combined(&combined);
         }
-        Ok(ExitCode::from(matrix::exit_code(&results)))
+        let combined_failed = combined.iter().any(|c| c.outcome.is_err());
+        let code = matrix::exit_code(&results);
+        Ok(ExitCode::from(if code == 0 && combined_failed {
+            1
+        } else {
+            code
+        }))
+    }
+
+    /// `--matrix` / `--cells` with `--multi-runtime`, quietly (the log on stderr, nothing on
+    /// stdout): an error when a cell or a combined layer failed.
+    async fn build_multi_runtime(self) -> anyhow::Result<()> {
+        let cells = self.matrix_cells()?;
+        let jobs = self.jobs.map_or_else(matrix::default_jobs, |j| j as usize);
+        let results = matrix::build(&self, cells, jobs).await;
+        let combined = matrix::combine_all(&self.out_dir(), &results);
+        if let Some(failed) = results.iter().find(|r| r.outcome.is_err()) {
+            let error = failed.outcome.as_ref().err().cloned().unwrap_or_default();
+            bail!(
+                "build-layer failed for the cell {}: {error}",
+                failed.cell.id()
+            );
+        }
+        if matrix::exit_code(&results) != 0 {
+            bail!("build-layer --matrix failed: nothing was deployed");
+        }
+        if let Some(Err(e)) = combined.iter().map(|c| &c.outcome).find(|o| o.is_err()) {
+            bail!("the multi-runtime layer was not made: {e}");
+        }
+        Ok(())
+    }
+
+    /// `--out-dir`, else `target/layer` in the source directory.
+    pub(crate) fn out_dir(&self) -> PathBuf {
+        let source = self
+            .source
+            .clone()
+            .unwrap_or_else(crate::util::project_root);
+        self.out_dir
+            .clone()
+            .unwrap_or_else(|| source.join("target").join("layer"))
     }
 
     /// `--cells` as given, else the template's runtimes × architectures.
@@ -190,6 +247,19 @@ impl BuildLayer {
             self.layer_name.as_deref(),
         )
     }
+}
+
+/// `deploy --build --multi-runtime`: the template's cells, then each architecture's
+/// multi-runtime layer; an error when any of them failed.
+pub async fn build_multi_runtime(flags: BuildLayer) -> anyhow::Result<()> {
+    BuildLayer {
+        matrix: true,
+        multi_runtime: true,
+        json: true,
+        ..flags
+    }
+    .build_multi_runtime()
+    .await
 }
 
 /// One build, stage by stage. With `json` set the log goes to stderr and nothing is printed on

@@ -89,9 +89,17 @@ pub struct Deploy {
     /// Publish these cells (like --matrix): python3.13-arm64,python3.9-x86_64,…
     #[arg(long, value_delimiter = ',', conflicts_with_all = ["compatible_runtimes", "compatible_architectures", "matrix"])]
     pub cells: Vec<String>,
+    /// Publish the multi-runtime layers of `build-layer --multi-runtime`: for each of the
+    /// template's architectures, <LayerName>-<arch>.zip as the layer <LayerName>-<arch>, with
+    /// every runtime it holds.
+    #[arg(long, conflicts_with_all = ["compatible_runtimes", "compatible_architectures", "matrix", "cells"])]
+    pub multi_runtime: bool,
     /// The cell this deploy publishes (set by --matrix and --cells).
     #[arg(skip)]
     pub cell: Option<String>,
+    /// The architecture whose multi-runtime layer this deploy publishes (set by --multi-runtime).
+    #[arg(skip)]
+    pub combined_arch: Option<String>,
 }
 
 /// What a deploy did, or with `--dry-run` would do.
@@ -143,7 +151,7 @@ pub struct Outcome {
 impl Deploy {
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let runtime = tokio::runtime::Runtime::new()?;
-        if self.matrix || !self.cells.is_empty() {
+        if self.matrix || !self.cells.is_empty() || self.multi_runtime {
             return runtime.block_on(self.run_cells());
         }
         let json = self.json;
@@ -204,26 +212,19 @@ impl Deploy {
     /// Each cell of `--matrix` / `--cells` published, one after the other (each is idempotent):
     /// a cell that fails does not stop the others; an interruption stops them all.
     pub async fn execute_cells(&self) -> anyhow::Result<Vec<(String, anyhow::Result<Outcome>)>> {
-        let root = crate::util::project_root();
-        let cells = crate::layer::wanted_cells(
-            &self.cells,
-            self.template.as_deref(),
-            &root,
-            self.layer_name.as_deref(),
-        )?;
+        let mut units = self.units()?;
+        if self.build && self.multi_runtime {
+            // The multi-runtime layers need every cell first: one matrix build for them all.
+            crate::build::build_multi_runtime(self.build_flags()).await?;
+            units.iter_mut().for_each(|(_, flags)| flags.build = false);
+        }
         let mut results = Vec::new();
-        for cell in cells {
-            let flags = Deploy {
-                cell: Some(cell.id()),
-                matrix: false,
-                cells: Vec::new(),
-                ..self.clone()
-            };
+        for (unit, flags) in units {
             let outcome = flags.execute().await;
             let interrupted = outcome
                 .as_ref()
                 .is_err_and(|e| e.is::<crate::util::Interrupted>());
-            results.push((cell.id(), outcome));
+            results.push((unit, outcome));
             if interrupted {
                 break;
             }
@@ -231,32 +232,63 @@ impl Deploy {
         Ok(results)
     }
 
+    /// What `--matrix`, `--cells` or `--multi-runtime` publishes: each cell, or each
+    /// architecture's multi-runtime layer, with the flags that publish it alone.
+    fn units(&self) -> anyhow::Result<Vec<(String, Deploy)>> {
+        let root = crate::util::project_root();
+        let single = Deploy {
+            matrix: false,
+            cells: Vec::new(),
+            multi_runtime: false,
+            ..self.clone()
+        };
+        if self.multi_runtime {
+            let template = crate::layer::read_template(self.template.as_deref(), &root)?;
+            let wanted = crate::layer::Wanted {
+                layer_name: self.layer_name.clone(),
+                ..crate::layer::Wanted::default()
+            };
+            let target = crate::layer::LayerTarget::resolve(&wanted, template.as_ref())?;
+            return Ok(target
+                .architectures
+                .iter()
+                .map(|arch| {
+                    let flags = Deploy {
+                        combined_arch: Some(arch.clone()),
+                        ..single.clone()
+                    };
+                    (format!("multi-runtime {arch}"), flags)
+                })
+                .collect());
+        }
+        let cells = crate::layer::wanted_cells(
+            &self.cells,
+            self.template.as_deref(),
+            &root,
+            self.layer_name.as_deref(),
+        )?;
+        Ok(cells
+            .into_iter()
+            .map(|cell| {
+                let flags = Deploy {
+                    cell: Some(cell.id()),
+                    ..single.clone()
+                };
+                (cell.id(), flags)
+            })
+            .collect())
+    }
+
     /// `--build`: the build's log goes to stderr, so stdout stays the deploy's.
     async fn build_first(&self) -> anyhow::Result<()> {
-        let source = self
-            .template
-            .as_ref()
-            .and_then(|t| t.parent())
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(std::path::Path::to_path_buf);
-        let flags = crate::build::BuildLayer {
-            source,
-            template: self.template.clone(),
-            out_dir: self.out_dir.clone(),
-            image: std::env::var("LAYER_BUILD_IMAGE")
-                .ok()
-                .filter(|i| !i.is_empty()),
-            json: true,
-            ..crate::build::BuildLayer::default()
-        };
         let flags = match &self.cell {
             Some(cell) => crate::build::BuildLayer {
                 runtime: Some(crate::layer::Cell::parse(cell)?.runtime.id.to_string()),
                 arch: Some(crate::layer::Cell::parse(cell)?.arch),
                 cell: Some(cell.clone()),
-                ..flags
+                ..self.build_flags()
             },
-            None => flags,
+            None => self.build_flags(),
         };
         let summary = crate::build::build(flags).await?;
         if !summary.succeeded {
@@ -265,13 +297,35 @@ impl Deploy {
         Ok(())
     }
 
+    /// The flags of `build-layer` for `--build`: the template's directory as the source, the
+    /// same out-dir, the log on stderr.
+    fn build_flags(&self) -> crate::build::BuildLayer {
+        let source = self
+            .template
+            .as_ref()
+            .and_then(|t| t.parent())
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(std::path::Path::to_path_buf);
+        crate::build::BuildLayer {
+            source,
+            template: self.template.clone(),
+            out_dir: self.out_dir.clone(),
+            image: std::env::var("LAYER_BUILD_IMAGE")
+                .ok()
+                .filter(|i| !i.is_empty()),
+            json: true,
+            ..crate::build::BuildLayer::default()
+        }
+    }
+
     /// The whole deploy; prints nothing on stdout (progress lines go to stderr).
     pub async fn execute(&self) -> anyhow::Result<Outcome> {
         if self.build {
             self.build_first().await?;
         }
         let settings = Settings::resolve(self)?;
-        let (manifest_path, manifest) = read_manifest(&settings.manifest_candidates)?;
+        let (manifest_path, manifest) =
+            read_manifest(&settings.manifest_candidates, &settings.build_command)?;
         // No build may replace the zip while it is published (build-layer takes the same lock).
         let out_dir = manifest_path.parent().unwrap_or(std::path::Path::new("."));
         let stem = manifest_path
@@ -438,11 +492,11 @@ fn read_verified(zip: &std::path::Path, sha256_hex: &str) -> anyhow::Result<Vec<
 }
 
 /// The first manifest that exists among `candidates`, read and checked.
-fn read_manifest(candidates: &[PathBuf]) -> anyhow::Result<(PathBuf, Manifest)> {
+fn read_manifest(candidates: &[PathBuf], build: &str) -> anyhow::Result<(PathBuf, Manifest)> {
     let Some(path) = candidates.iter().find(|p| p.exists()) else {
         let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
         anyhow::bail!(
-            "no build manifest at {}: run `cargo xtask build-layer` first",
+            "no build manifest at {}: run `{build}` first",
             tried.join(" or ")
         );
     };

@@ -40,6 +40,70 @@ pub async fn build(flags: &BuildLayer, cells: Vec<Cell>, jobs: usize) -> Vec<Cel
         .await
 }
 
+/// How one architecture's multi-runtime layer went.
+pub struct CombinedResult {
+    pub arch: String,
+    pub runtimes: Vec<String>,
+    pub outcome: Result<super::combine::Combined, String>,
+}
+
+/// `--multi-runtime`: per architecture, the cells' layers combined into one. An architecture with
+/// a failed cell, or with one runtime only, is not combined (an error of its own).
+pub fn combine_all(out_dir: &std::path::Path, results: &[CellResult]) -> Vec<CombinedResult> {
+    let mut arches: Vec<String> = results.iter().map(|r| r.cell.arch.clone()).collect();
+    arches.dedup();
+    arches.sort();
+    arches.dedup();
+    let mut combined = Vec::new();
+    for arch in arches {
+        let of_arch: Vec<&CellResult> = results.iter().filter(|r| r.cell.arch == arch).collect();
+        let runtimes = of_arch
+            .iter()
+            .map(|r| r.cell.runtime.id.to_string())
+            .collect();
+        let outcome = built_cells(&of_arch).and_then(|cells| {
+            let name = cells[0].manifest.layer_name.clone();
+            super::combine::combine(out_dir, &name, &arch, &cells).map_err(|e| format!("{e:#}"))
+        });
+        combined.push(CombinedResult {
+            arch,
+            runtimes,
+            outcome,
+        });
+    }
+    combined
+}
+
+/// The zips and manifests of `results`, or why they cannot be combined.
+fn built_cells(results: &[&CellResult]) -> Result<Vec<super::combine::BuiltCell>, String> {
+    results
+        .iter()
+        .map(|r| {
+            let summary = r.outcome.as_ref().map_err(|_| not_built(r))?;
+            let layer = summary
+                .layer
+                .as_ref()
+                .filter(|_| summary.succeeded)
+                .ok_or_else(|| not_built(r))?;
+            let path = std::path::Path::new(&layer.manifest);
+            let manifest = crate::manifest::Manifest::read(path).map_err(|e| format!("{e:#}"))?;
+            let zip = manifest.check_zip(path).map_err(|e| format!("{e:#}"))?;
+            Ok(super::combine::BuiltCell {
+                runtime: r.cell.runtime,
+                manifest,
+                zip,
+            })
+        })
+        .collect()
+}
+
+fn not_built(result: &CellResult) -> String {
+    format!(
+        "not combined: the cell {} did not build a layer",
+        result.cell.id()
+    )
+}
+
 /// The flags of one cell: its runtime and architecture (its image's `{python}`, `{arch}` … are
 /// filled in from them), its own log prefix and file names.
 fn cell_flags(flags: &BuildLayer, cell: &Cell) -> BuildLayer {
@@ -49,6 +113,7 @@ fn cell_flags(flags: &BuildLayer, cell: &Cell) -> BuildLayer {
         cell: Some(cell.id()),
         matrix: false,
         cells: Vec::new(),
+        multi_runtime: false,
         ..flags.clone()
     }
 }
@@ -111,6 +176,50 @@ pub fn print(results: &[CellResult]) {
             }
         }
     }
+}
+
+/// The multi-runtime layers, after the cells' table.
+pub fn print_combined(combined: &[CombinedResult]) {
+    let mut out = std::io::stdout().lock();
+    for c in combined {
+        let runtimes = c.runtimes.join("+");
+        let _ = match &c.outcome {
+            Ok(layer) => writeln!(
+                out,
+                "multi-runtime {} ({runtimes}): {} ({} bytes, sha256 {})",
+                c.arch,
+                layer.zip.display(),
+                layer.manifest.zipped_bytes,
+                layer.manifest.sha256
+            ),
+            Err(e) => writeln!(out, "multi-runtime {} ({runtimes}): FAILED: {e}", c.arch),
+        };
+    }
+}
+
+/// The multi-runtime layers as JSON.
+pub fn combined_json(combined: &[CombinedResult]) -> Value {
+    let layers: Vec<Value> = combined
+        .iter()
+        .map(|c| match &c.outcome {
+            Ok(layer) => json!({
+                "architecture": c.arch,
+                "compatible_runtimes": c.runtimes,
+                "status": "SUCCEEDED",
+                "zip": layer.zip.display().to_string(),
+                "zipped_bytes": layer.manifest.zipped_bytes,
+                "unzipped_bytes": layer.manifest.unzipped_bytes,
+                "sha256": layer.manifest.sha256,
+            }),
+            Err(e) => json!({
+                "architecture": c.arch,
+                "compatible_runtimes": c.runtimes,
+                "status": "FAILED",
+                "error": e,
+            }),
+        })
+        .collect();
+    Value::Array(layers)
 }
 
 /// One JSON object: every cell's summary (or error), and the matrix's status.

@@ -93,10 +93,7 @@ impl Settings {
             None => image_cell.runtime.build_image_for(&arch),
         };
         let locks = Locks::locate(&source_dir, flags.locks.as_deref())?;
-        let out_dir = flags
-            .out_dir
-            .clone()
-            .unwrap_or_else(|| source_dir.join("target").join("layer"));
+        let out_dir = flags.out_dir();
         let timeout_minutes = project_timeout(&source_dir).unwrap_or(DEFAULT_TIMEOUT_MINUTES);
         Ok(Settings {
             locks,

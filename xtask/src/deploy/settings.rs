@@ -59,6 +59,8 @@ pub struct Settings {
     pub layer_name: String,
     /// Manifests to look for, in order: `<out-dir>/<name>.json`.
     pub manifest_candidates: Vec<PathBuf>,
+    /// The build-layer command that makes what is published (for "nothing built yet").
+    pub build_command: String,
     pub description: Option<String>,
     pub license_info: Option<String>,
     /// Empty: take the manifest's.
@@ -94,17 +96,32 @@ impl Settings {
             None => target,
         };
         let target = as_cell(LayerTarget::resolve(&wanted, template.as_ref())?);
-        let layer_name = match &cell {
+        let mut layer_name = match &cell {
             Some(cell) => cell_layer_name(cell, &target)?,
             None => target.layer_name.clone(),
         };
+        let mut target = target;
+        let mut built_stem = None;
+        if let Some(arch) = &flags.combined_arch {
+            // The multi-runtime layer of one architecture: every runtime its manifest names.
+            layer_name = combined_layer_name(arch, &target)?;
+            // Built under the template's name, whatever --layer-name publishes it as.
+            let built = LayerTarget::resolve(&Wanted::default(), template.as_ref())?;
+            built_stem = Some(format!("{}-{arch}", built.short_name()));
+            target.runtimes.clear();
+            target.architectures = vec![arch.clone()];
+            target.architectures_given = true;
+        }
         let out_dir = flags
             .out_dir
             .clone()
             .unwrap_or_else(|| root.join("target").join("layer"));
-        let mut manifest_candidates = vec![target.manifest_path(&out_dir)];
+        let mut manifest_candidates = match &built_stem {
+            Some(stem) => vec![out_dir.join(format!("{stem}.json"))],
+            None => vec![target.manifest_path(&out_dir)],
+        };
         // Built under the template's name, published under another (`--layer-name`).
-        if flags.layer_name.is_some() {
+        if flags.layer_name.is_some() && built_stem.is_none() {
             let built = LayerTarget::resolve(&Wanted::default(), template.as_ref());
             if let Ok(built) = built {
                 let path = as_cell(built).manifest_path(&out_dir);
@@ -120,9 +137,15 @@ impl Settings {
             .unwrap_or_default()
             .trim_matches('/')
             .to_string();
+        let build_command = match (&flags.combined_arch, &cell) {
+            (Some(_), _) => "cargo xtask build-layer --matrix --multi-runtime".to_string(),
+            (None, Some(cell)) => format!("cargo xtask build-layer --cells {}", cell.id()),
+            (None, None) => "cargo xtask build-layer".to_string(),
+        };
         Ok(Settings {
             layer_name,
             manifest_candidates,
+            build_command,
             description: target.description.clone(),
             license_info: target.license_info.clone(),
             compatible_runtimes: target.runtime_ids(),
@@ -146,6 +169,16 @@ impl Settings {
             format!("{}/{name}/{sha256_hex}.zip", self.prefix)
         }
     }
+}
+
+/// The name an architecture's multi-runtime layer is published under: `<name>-arm64`.
+fn combined_layer_name(arch: &str, target: &LayerTarget) -> anyhow::Result<String> {
+    if target.layer_name.starts_with("arn:") {
+        anyhow::bail!("--layer-name is an ARN, but each architecture's multi-runtime layer is published under a name of its own (<name>-<arch>): give a name");
+    }
+    let name = format!("{}-{arch}", target.short_name());
+    layer::validate_layer_name(&name)?;
+    Ok(name)
 }
 
 /// The name a cell's layer is published under: `<name>-python3-13-arm64`.

@@ -76,6 +76,16 @@ impl Fixture {
     }
 
     fn build_as(&self, stem: &str, runtime: &str, arch: &str, content: &[u8]) -> Manifest {
+        self.build_for(stem, &[runtime], arch, content)
+    }
+
+    /// "Builds" with `build-layer --multi-runtime` (`<name>-<arch>.zip`, every runtime in it).
+    fn build_multi_runtime(&self, runtimes: &[&str], arch: &str, content: &[u8]) -> Manifest {
+        let stem = format!("{}-{arch}", self.name);
+        self.build_for(&stem, runtimes, arch, content)
+    }
+
+    fn build_for(&self, stem: &str, runtimes: &[&str], arch: &str, content: &[u8]) -> Manifest {
         let zip_path = self.out_dir().join(format!("{stem}.zip"));
         write_zip(&zip_path, content);
         let (sha256, code_sha256, size) = xtask::artifacts::zip::hash_file(&zip_path).unwrap();
@@ -88,7 +98,7 @@ impl Fixture {
             zipped_bytes: size,
             unzipped_bytes: content.len() as u64,
             file_count: 1,
-            compatible_runtimes: vec![runtime.into()],
+            compatible_runtimes: runtimes.iter().map(|r| r.to_string()).collect(),
             architecture: arch.into(),
             image: "test".into(),
             image_id: "sha256:test".into(),
@@ -595,4 +605,51 @@ fn each_cell_is_published_as_its_own_layer_and_a_missing_one_fails_alone() {
         let outcome = result.as_ref().unwrap_or_else(|e| panic!("{id}: {e:#}"));
         assert_eq!(outcome.status, Status::UpToDate, "{id}");
     }
+}
+
+#[test]
+fn a_multi_runtime_layer_is_published_per_architecture_with_all_its_runtimes() {
+    if support::moto_endpoint().is_none() {
+        return;
+    }
+    let fixture = Fixture::new("multi");
+    fixture.build_multi_runtime(&["python3.9", "python3.13"], "x86_64", b"both");
+    let cli = fixture.cli(&["--multi-runtime"]);
+    let results = support::block_on(cli.deploy.execute_cells()).unwrap();
+    assert_eq!(results.len(), 1, "one architecture in the template");
+    let (unit, result) = &results[0];
+    assert_eq!(unit, "multi-runtime x86_64");
+    let outcome = result.as_ref().unwrap_or_else(|e| panic!("{e:#}"));
+    let published = format!("{}-x86_64", fixture.name);
+    assert_eq!(outcome.status, Status::Published);
+    assert_eq!(outcome.layer_name, published);
+    assert_eq!(outcome.compatible_runtimes, ["python3.9", "python3.13"]);
+    assert_eq!(outcome.compatible_architectures, ["x86_64"]);
+    let got = support::block_on(async {
+        let (_, lambda) = clients().await;
+        lambda
+            .get_layer_version()
+            .layer_name(&published)
+            .version_number(1)
+            .send()
+            .await
+            .unwrap()
+    });
+    let runtimes: Vec<&str> = got
+        .compatible_runtimes()
+        .iter()
+        .map(|r| r.as_str())
+        .collect();
+    assert_eq!(runtimes, ["python3.9", "python3.13"]);
+
+    let again =
+        support::block_on(fixture.cli(&["--multi-runtime"]).deploy.execute_cells()).unwrap();
+    let outcome = again[0].1.as_ref().unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(outcome.status, Status::UpToDate);
+
+    // Without a multi-runtime build there is nothing to publish, and the error says how to make one.
+    let none = Fixture::new("multi-none");
+    let results = support::block_on(none.cli(&["--multi-runtime"]).deploy.execute_cells()).unwrap();
+    let error = format!("{:#}", results[0].1.as_ref().unwrap_err());
+    assert!(error.contains("build-layer"), "{error}");
 }

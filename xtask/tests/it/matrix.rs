@@ -167,6 +167,66 @@ fn each_cell_is_verified_for_its_own_target_and_a_failing_cell_hides_no_other() 
 }
 
 #[test]
+fn a_multi_runtime_layer_holds_each_runtime_in_its_own_site_packages() {
+    if !support::cell_images_ready(&[("3.9", "x86_64"), ("3.13", "x86_64")]) {
+        return;
+    }
+    let dir = seed_project(&["python3.9-x86_64", "python3.13-x86_64"]);
+    let source = dir.path().display().to_string();
+    let image = support::cell_image_template();
+    let output = xtask(&[
+        "build-layer",
+        "--source",
+        &source,
+        "--image",
+        &image,
+        "--cells",
+        "python3.9-x86_64,python3.13-x86_64",
+        "--multi-runtime",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}); stderr:\n{stderr}"));
+    assert!(output.status.success(), "{summary:#}\n{stderr}");
+    let combined = &summary["multi_runtime"][0];
+    assert_eq!(combined["status"], "SUCCEEDED", "{summary:#}");
+    assert_eq!(combined["architecture"], "x86_64");
+
+    let zip = dir.path().join("target/layer/python-deps-x86_64.zip");
+    let names = zip_names(&zip);
+    for (version, abi) in [("3.9", "cpython-39"), ("3.13", "cpython-313")] {
+        let site = format!("python/lib/python{version}/site-packages/");
+        assert!(
+            names.contains(&format!("{site}pandas/__init__.py")),
+            "no pandas for {version}"
+        );
+        // Each runtime's directory holds only extension modules for its own ABI.
+        let foreign = names
+            .iter()
+            .filter(|n| n.starts_with(&site) && n.contains("cpython-3") && !n.contains(abi))
+            .collect::<Vec<_>>();
+        assert!(foreign.is_empty(), "{version}: {foreign:?}");
+    }
+    assert!(
+        names
+            .iter()
+            .all(|n| n.starts_with("python/lib/python3.9/site-packages/")
+                || n.starts_with("python/lib/python3.13/site-packages/")
+                || n.ends_with('/')),
+        "content outside the versioned site-packages"
+    );
+    let manifest = manifest(dir.path(), "python-deps-x86_64");
+    assert_eq!(
+        manifest["compatible_runtimes"],
+        serde_json::json!(["python3.9", "python3.13"])
+    );
+    assert_eq!(manifest["architecture"], "x86_64");
+    assert_eq!(manifest["verification"]["passed"], true, "{manifest:#}");
+    assert_eq!(manifest["zip"], "python-deps-x86_64.zip");
+}
+
+#[test]
 fn a_lock_made_for_another_cell_or_an_older_list_is_refused() {
     if !support::cell_images_ready(&[("3.13", "x86_64")]) {
         return;
