@@ -128,10 +128,12 @@ def set_pin(package, version, proj=None):
         req.write_text(text)
 
 
-def tool_cache_volumes(proj=None, arch="x86_64"):
-    # build-layer names them xtask-cache-<sha256(source dir \0 arch)[:12]>-<...>: only this project's.
+def tool_cache_volumes(proj=None, arch="x86_64", runtime="python3.9"):
+    # build-layer names them xtask-cache-<sha256(source dir \0 runtime \0 arch)[:12]>-<...>:
+    # only this project's cell.
     proj = proj or PROJ
-    project = hashlib.sha256(str(proj.resolve()).encode() + b"\0" + arch.encode()).hexdigest()[:12]
+    key = str(proj.resolve()).encode() + b"\0" + runtime.encode() + b"\0" + arch.encode()
+    project = hashlib.sha256(key).hexdigest()[:12]
     out = subprocess.run(["docker", "volume", "ls", "-q", "--filter", f"name=xtask-cache-{project}"],
                          capture_output=True, text=True, check=True).stdout.split()
     return out

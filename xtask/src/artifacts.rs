@@ -6,8 +6,10 @@
 //! - [`extract`] streams a tar entry by entry into a directory, applying a [`Selection`];
 //! - [`unzip`] does the same for a zip the buildspec made itself (`zip -r layer.zip python/`);
 //! - [`tree`] is the one place that writes into the destination (path checks, modes, links);
-//! - [`zip`] writes the deterministic zip and its sha256 / `CodeSha256`.
+//! - [`zip`] writes the deterministic zip and its sha256 / `CodeSha256`;
+//! - [`digest`] is the layer's content digest, whatever zip holds it.
 
+pub mod digest;
 pub mod extract;
 pub mod select;
 pub mod tree;

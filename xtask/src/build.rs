@@ -178,13 +178,16 @@ impl BuildLayer {
         let jobs = self.jobs.map_or_else(matrix::default_jobs, |j| j as usize);
         let results = matrix::build(&self, cells, jobs).await;
         let combined = match self.multi_runtime {
-            true => matrix::combine_all(&self.out_dir(), &results),
+            true => matrix::combine_all(&self.out_dir(), self.layer_name().as_deref(), &results),
             false => Vec::new(),
         };
         if self.json {
             let mut json = matrix::to_json(&results);
             if self.multi_runtime {
                 json["multi_runtime"] = matrix::combined_json(&combined);
+                if combined.iter().any(|c| c.outcome.is_err()) {
+                    json["status"] = "FAILED".into();
+                }
             }
             writeln!(std::io::stdout(), "{json}")?;
         } else {
@@ -206,7 +209,10 @@ impl BuildLayer {
         let cells = self.matrix_cells()?;
         let jobs = self.jobs.map_or_else(matrix::default_jobs, |j| j as usize);
         let results = matrix::build(&self, cells, jobs).await;
-        let combined = matrix::combine_all(&self.out_dir(), &results);
+        let combined = matrix::combine_all(&self.out_dir(), self.layer_name().as_deref(), &results);
+        if matrix::exit_code(&results) >= 128 {
+            return Err(crate::util::Interrupted.into());
+        }
         if let Some(failed) = results.iter().find(|r| r.outcome.is_err()) {
             let error = failed.outcome.as_ref().err().cloned().unwrap_or_default();
             bail!(
@@ -214,8 +220,11 @@ impl BuildLayer {
                 failed.cell.id()
             );
         }
-        if matrix::exit_code(&results) != 0 {
-            bail!("build-layer --matrix failed: nothing was deployed");
+        if let Some(failed) = results
+            .iter()
+            .find(|r| matrix::exit_code(std::slice::from_ref(r)) != 0)
+        {
+            bail!("build-layer failed for the cell {}", failed.cell.id());
         }
         if let Some(Err(e)) = combined.iter().map(|c| &c.outcome).find(|o| o.is_err()) {
             bail!("the multi-runtime layer was not made: {e}");
@@ -232,6 +241,21 @@ impl BuildLayer {
         self.out_dir
             .clone()
             .unwrap_or_else(|| source.join("target").join("layer"))
+    }
+
+    /// The layer's name (`--layer-name`, else the template's), when it resolves.
+    fn layer_name(&self) -> Option<String> {
+        let source = self
+            .source
+            .clone()
+            .unwrap_or_else(crate::util::project_root);
+        let template = layer::read_template(self.template.as_deref(), &source).ok()?;
+        let wanted = layer::Wanted {
+            layer_name: self.layer_name.clone(),
+            ..layer::Wanted::default()
+        };
+        let target = layer::LayerTarget::resolve(&wanted, template.as_ref()).ok()?;
+        Some(target.layer_name)
     }
 
     /// `--cells` as given, else the template's runtimes × architectures.
@@ -320,7 +344,8 @@ async fn build_with(
         return Ok(Summary::up_to_date(&plan, &manifest, started.elapsed()));
     }
     let _lock = lock_out_dir(&plan.out_dir, &plan.layer.file_stem())?;
-    invocation.record(&plan.out_dir);
+    let number = variables::claim_build_number(&plan.out_dir)?;
+    let plan = plan.numbered(number);
     tokio::select! {
         result = execute_and_package(&plan, &engine, log) => {
             let (outcome, packaged) = result?;
@@ -608,7 +633,7 @@ pub fn lock_out_dir(out_dir: &Path, stem: &str) -> anyhow::Result<std::fs::File>
 }
 
 /// Resolves with the shell's exit code for the first SIGINT (130) or SIGTERM (143).
-async fn interrupted() -> u8 {
+pub(crate) async fn interrupted() -> u8 {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

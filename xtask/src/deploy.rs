@@ -175,7 +175,13 @@ impl Deploy {
     /// `--matrix` / `--cells`: each cell published on its own, then one report; the exit status
     /// is 1 when a cell failed.
     async fn run_cells(self) -> anyhow::Result<ExitCode> {
-        let results = self.execute_cells().await?;
+        let results = match self.execute_cells().await {
+            Err(e) if e.is::<crate::util::Interrupted>() => {
+                eprintln!("interrupted: nothing was deployed");
+                return Ok(ExitCode::from(130));
+            }
+            results => results?,
+        };
         if results.iter().any(|(_, r)| {
             r.as_ref()
                 .is_err_and(|e| e.is::<crate::util::Interrupted>())
@@ -215,7 +221,14 @@ impl Deploy {
         let mut units = self.units()?;
         if self.build && self.multi_runtime {
             // The multi-runtime layers need every cell first: one matrix build for them all.
-            crate::build::build_multi_runtime(self.build_flags()).await?;
+            if let Err(e) = crate::build::build_multi_runtime(self.build_flags()).await {
+                if e.is::<crate::util::Interrupted>() {
+                    return Err(e);
+                }
+                let failed =
+                    |unit: String| (unit, Err(anyhow::anyhow!("{e:#}: nothing was deployed")));
+                return Ok(units.into_iter().map(|(unit, _)| failed(unit)).collect());
+            }
             units.iter_mut().for_each(|(_, flags)| flags.build = false);
         }
         let mut results = Vec::new();
@@ -300,12 +313,13 @@ impl Deploy {
     /// The flags of `build-layer` for `--build`: the template's directory as the source, the
     /// same out-dir, the log on stderr.
     fn build_flags(&self) -> crate::build::BuildLayer {
-        let source = self
-            .template
-            .as_ref()
-            .and_then(|t| t.parent())
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(std::path::Path::to_path_buf);
+        let source = self.template.as_ref().and_then(|t| t.parent()).map(|p| {
+            match p.as_os_str().is_empty() {
+                // `--template template.yaml`: the current directory's project.
+                true => PathBuf::from("."),
+                false => p.to_path_buf(),
+            }
+        });
         crate::build::BuildLayer {
             source,
             template: self.template.clone(),

@@ -11,6 +11,7 @@ pub mod artifacts;
 pub mod aws;
 pub mod build;
 pub mod buildspec;
+pub mod compare;
 pub mod deploy;
 pub mod diagnostic;
 pub mod engine;

@@ -181,6 +181,8 @@ impl Header {
 
     /// The cell and input digest of a lock, from its leading comment lines.
     pub fn parse(text: &str) -> Result<Header, HeaderError> {
+        // An editor's byte-order mark is not part of the first line.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut cell = None;
         let mut input = None;
         let mut as_of = None;

@@ -18,6 +18,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     BuildLayer(xtask::build::BuildLayer),
+    Compare(xtask::compare::Compare),
     Deploy(xtask::deploy::Deploy),
     LintBuildspec(xtask::lint::LintBuildspec),
     Lock(xtask::locks::make::Lock),
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::BuildLayer(cmd) => cmd.run(),
+        Command::Compare(cmd) => cmd.run(),
         Command::Deploy(cmd) => cmd.run(),
         Command::LintBuildspec(cmd) => cmd.run(),
         Command::Lock(cmd) => cmd.run(),

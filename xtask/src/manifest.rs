@@ -19,6 +19,10 @@ pub struct Manifest {
     pub sha256: String,
     /// Base64 of the raw SHA-256 digest: what Lambda reports as CodeSha256.
     pub code_sha256: String,
+    /// The layer's content digest (paths, kinds and bytes; see `artifacts::digest`): equal for
+    /// the same layer whatever zip holds it. Absent in manifests written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_sha256: Option<String>,
     pub zipped_bytes: u64,
     pub unzipped_bytes: u64,
     pub file_count: u64,
@@ -142,6 +146,7 @@ mod tests {
             zip: "python-deps.zip".into(),
             sha256: "00".repeat(32),
             code_sha256: "AAAA".into(),
+            content_sha256: Some("11".repeat(32)),
             zipped_bytes: 1,
             unzipped_bytes: 2,
             file_count: 3,

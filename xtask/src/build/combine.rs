@@ -18,11 +18,17 @@ use crate::manifest::{Manifest, MANIFEST_VERSION};
 use crate::runtime::Runtime;
 use crate::verify::{self, Target};
 
-/// One built cell to combine: its runtime, its manifest and zip.
+/// One built cell to combine: its runtime and its manifest.
 pub struct BuiltCell {
     pub runtime: &'static Runtime,
-    pub manifest: Manifest,
-    pub zip: PathBuf,
+    pub manifest_path: PathBuf,
+}
+
+/// A cell's manifest and zip, read (and the zip checked) while its lock is held.
+struct Loaded {
+    runtime: &'static Runtime,
+    manifest: Manifest,
+    zip: PathBuf,
 }
 
 /// A combined layer, written.
@@ -45,10 +51,25 @@ pub fn combine(
     }
     let stem = format!("{}-{arch}", short_name(layer_name));
     let _lock = super::lock_out_dir(out_dir, &stem)?;
+    remove_previous(out_dir, &stem)?;
+    // No build may replace a cell's zip while it is read (builds take the same locks).
+    let mut cell_locks = Vec::new();
+    let mut loaded = Vec::new();
+    for cell in cells {
+        let cell_stem = cell.manifest_path.file_stem().unwrap_or_default();
+        cell_locks.push(super::lock_out_dir(out_dir, &cell_stem.to_string_lossy())?);
+        let manifest = Manifest::read(&cell.manifest_path)?;
+        let zip = manifest.check_zip(&cell.manifest_path)?;
+        loaded.push(Loaded {
+            runtime: cell.runtime,
+            manifest,
+            zip,
+        });
+    }
     let staging = Staging::create(out_dir)?;
     let tree = staging.primary();
     let mut unzipped = 0u64;
-    for cell in cells {
+    for cell in &loaded {
         unzipped += cell.manifest.unzipped_bytes;
         if unzipped > MAX_UNZIPPED_BYTES {
             bail!("the {arch} cells' layers add up to more than Lambda's {MAX_UNZIPPED_BYTES} bytes unzipped: publish them per cell (deploy --cells)");
@@ -71,7 +92,7 @@ pub fn combine(
     let zip_path = out_dir.join(format!("{stem}.zip"));
     let summary = layer_zip::write_zip(&tree, &zip_path, &layer_zip::ZipOptions::from_env()?)?;
     diagnostics.extend(verify::zip_size(summary.zipped_bytes, &tree));
-    let manifest = combined_manifest(layer_name, arch, cells, &summary, &diagnostics);
+    let manifest = combined_manifest(layer_name, arch, &loaded, &summary, &diagnostics);
     manifest.write(&out_dir.join(format!("{stem}.json")))?;
     Ok(Combined {
         zip: zip_path,
@@ -79,84 +100,130 @@ pub fn combine(
     })
 }
 
-/// Unzips one cell and moves its `python/` into its version's site-packages in `tree`. Anything
-/// outside `python/` (shared libraries in `lib/`, say) would be one copy for every runtime: not
-/// combined.
-fn place(staging: &Staging, tree: &Path, cell: &BuiltCell) -> anyhow::Result<()> {
-    let id = cell.runtime.id;
-    let dir = staging.path().join(format!("cell-{id}"));
-    unzip::unzip(&cell.zip, &dir, true)
-        .map_err(|e| anyhow::anyhow!("cannot read the {id} layer {}: {e}", cell.zip.display()))?;
-    for entry in std::fs::read_dir(&dir)? {
-        let name = entry?.file_name();
-        if name != "python" {
-            bail!(
-                "the {id} layer has {} outside python/: only python/ can be combined per runtime; publish per cell",
-                name.to_string_lossy()
-            );
+/// A multi-runtime layer that cannot be made leaves none behind: removes the previous one of
+/// `layer_name` for `arch`, if any (deploy would publish it).
+pub fn remove_stale(out_dir: &Path, layer_name: &str, arch: &str) -> anyhow::Result<()> {
+    crate::layer::validate_layer_name(layer_name)?;
+    let stem = format!("{}-{arch}", short_name(layer_name));
+    let _lock = super::lock_out_dir(out_dir, &stem)?;
+    remove_previous(out_dir, &stem)
+}
+
+fn remove_previous(out_dir: &Path, stem: &str) -> anyhow::Result<()> {
+    for extension in ["json", "zip"] {
+        let path = out_dir.join(format!("{stem}.{extension}"));
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove {}", path.display()))
+            }
+            _ => {}
         }
-    }
-    let python = dir.join("python");
-    if !python.is_dir() {
-        bail!("the {id} layer has no python/ directory: nothing to combine");
-    }
-    let versioned = python
-        .join("lib")
-        .join(format!("python{}", cell.runtime.python_version()));
-    let site = tree
-        .join("python/lib")
-        .join(format!("python{}", cell.runtime.python_version()))
-        .join("site-packages");
-    std::fs::create_dir_all(&site)?;
-    for entry in std::fs::read_dir(&python)? {
-        let entry = entry?;
-        if entry.file_name() == "lib" && python.join("lib").is_dir() {
-            move_lib(&python.join("lib"), &versioned, &site, id)?;
-            continue;
-        }
-        std::fs::rename(entry.path(), site.join(entry.file_name()))
-            .with_context(|| format!("cannot move {}", entry.path().display()))?;
     }
     Ok(())
 }
 
-/// `python/lib` of a cell: its own `python3.X/site-packages` merges into the site-packages; any
-/// other content is a package named `lib` and moves like one.
-fn move_lib(lib: &Path, versioned: &Path, site: &Path, id: &str) -> anyhow::Result<()> {
-    let only_versioned = std::fs::read_dir(lib)?
-        .flatten()
-        .all(|e| e.file_name().to_string_lossy().starts_with("python3"));
-    if !only_versioned {
-        return std::fs::rename(lib, site.join("lib")).context("cannot move python/lib");
+/// Unzips one cell and moves what its runtime sees (`python/*` and
+/// `python/lib/python3.X/site-packages/*`) into that version's site-packages in `tree`. Anything
+/// else is refused rather than dropped or moved where it would mean something else: content
+/// outside `python/` (a `lib/` of shared libraries would be one copy for every runtime), another
+/// version's directory, files beside `site-packages`, a name in both places, and symlinks (a
+/// relative link moved one level deeper would point elsewhere).
+fn place(staging: &Staging, tree: &Path, cell: &Loaded) -> anyhow::Result<()> {
+    let id = cell.runtime.id;
+    let dir = staging.path().join(format!("cell-{id}"));
+    unzip::unzip(&cell.zip, &dir, true)
+        .map_err(|e| anyhow::anyhow!("cannot read the {id} layer {}: {e}", cell.zip.display()))?;
+    let refuse = |what: String| -> anyhow::Result<()> {
+        bail!("the {id} layer {what}: it cannot be combined with other runtimes; publish it per cell (deploy --cells)")
+    };
+    let link = layer_zip::collect_entries(&dir)?
+        .into_iter()
+        .find(|e| matches!(e.kind, layer_zip::ZipEntryKind::Symlink { .. }));
+    if let Some(link) = link {
+        refuse(format!("has the symlink {}", link.name))?;
     }
-    let own = versioned.join("site-packages");
-    for entry in std::fs::read_dir(lib)?.flatten() {
-        if entry.path() != *versioned {
-            bail!(
-                "the {id} layer has {}: packages for another Python version",
-                entry.path().display()
-            );
+    for name in names(&dir)? {
+        if name != "python" {
+            refuse(format!("has {name} outside python/"))?;
         }
     }
-    if own.is_dir() {
-        for entry in std::fs::read_dir(&own)?.flatten() {
-            let to = site.join(entry.file_name());
-            if to.exists() {
-                bail!(
-                    "the {id} layer has {} both in python/ and in its site-packages",
-                    entry.file_name().to_string_lossy()
-                );
-            }
-            std::fs::rename(entry.path(), to)?;
+    let version = format!("python{}", cell.runtime.python_version());
+    let site = tree.join("python/lib").join(&version).join("site-packages");
+    std::fs::create_dir_all(&site)?;
+    let python = dir.join("python");
+    for name in names(&python)? {
+        let path = python.join(&name);
+        match name.as_str() {
+            "lib" if path.is_dir() => place_lib(&path, &version, &site, &refuse, id)?,
+            _ => move_new(&path, &site.join(&name), id)?,
         }
     }
     Ok(())
+}
+
+/// `python/lib` of a cell: its own `python3.X/site-packages` merges into the site-packages; other
+/// content is a package named `lib` (Lambda has `python/` on `sys.path`) and moves like one.
+fn place_lib(
+    lib: &Path,
+    version: &str,
+    site: &Path,
+    refuse: &dyn Fn(String) -> anyhow::Result<()>,
+    id: &str,
+) -> anyhow::Result<()> {
+    for name in names(lib)? {
+        let path = lib.join(&name);
+        if name == version {
+            for inner in names(&path)? {
+                if inner != "site-packages" {
+                    refuse(format!(
+                        "has python/lib/{version}/{inner}, which Lambda does not read"
+                    ))?;
+                }
+            }
+            let own = path.join("site-packages");
+            for package in names(&own)? {
+                move_new(&own.join(&package), &site.join(&package), id)?;
+            }
+        } else if name.starts_with("python3.") {
+            refuse(format!(
+                "has python/lib/{name}: packages for another Python version"
+            ))?;
+        } else {
+            std::fs::create_dir_all(site.join("lib"))?;
+            move_new(&path, &site.join("lib").join(&name), id)?;
+        }
+    }
+    Ok(())
+}
+
+/// The names in `dir` (none when it does not exist), sorted.
+fn names(dir: &Path) -> anyhow::Result<Vec<String>> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut names = Vec::new();
+    let listing =
+        std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    for entry in listing {
+        names.push(entry?.file_name().to_string_lossy().to_string());
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Moves `from` to `to`, which must not exist: one name in two places of a cell is refused.
+fn move_new(from: &Path, to: &Path, id: &str) -> anyhow::Result<()> {
+    if to.symlink_metadata().is_ok() {
+        let name = to.file_name().unwrap_or_default().to_string_lossy();
+        bail!("the {id} layer has {name} both in python/ and in its site-packages: Python would import only one of them");
+    }
+    std::fs::rename(from, to).with_context(|| format!("cannot move {}", from.display()))
 }
 
 fn combined_manifest(
     layer_name: &str,
     arch: &str,
-    cells: &[BuiltCell],
+    cells: &[Loaded],
     zip: &layer_zip::ZipSummary,
     diagnostics: &[Diagnostic],
 ) -> Manifest {
@@ -182,6 +249,7 @@ fn combined_manifest(
             .unwrap_or_default(),
         sha256: zip.sha256_hex.clone(),
         code_sha256: zip.code_sha256.clone(),
+        content_sha256: Some(zip.content_sha256.clone()),
         zipped_bytes: zip.zipped_bytes,
         unzipped_bytes: zip.unzipped_bytes,
         file_count: zip.files,
@@ -193,5 +261,139 @@ fn combined_manifest(
         git_revision: cells[0].manifest.git_revision.clone(),
         built_at: crate::util::UtcTime::now().rfc3339(),
         verification: verify::to_verification(diagnostics),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Verification;
+
+    /// A built cell of `runtime` holding `files` (`path`, content; a content starting with `->`
+    /// is a symlink to the rest), zipped and with its manifest in `out`.
+    fn cell(out: &Path, runtime: &str, files: &[(&str, &str)]) -> BuiltCell {
+        let tree = tempfile::tempdir().unwrap();
+        for (path, content) in files {
+            let path = tree.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            match content.strip_prefix("->") {
+                Some(target) => std::os::unix::fs::symlink(target, &path).unwrap(),
+                None => std::fs::write(&path, content).unwrap(),
+            }
+        }
+        let stem = format!("layer-{runtime}-x86_64");
+        let zip = out.join(format!("{stem}.zip"));
+        let summary = layer_zip::write_zip(tree.path(), &zip, &Default::default()).unwrap();
+        let manifest = Manifest {
+            manifest_version: MANIFEST_VERSION,
+            layer_name: "layer".into(),
+            zip: format!("{stem}.zip"),
+            sha256: summary.sha256_hex,
+            code_sha256: summary.code_sha256,
+            content_sha256: Some(summary.content_sha256),
+            zipped_bytes: summary.zipped_bytes,
+            unzipped_bytes: summary.unzipped_bytes,
+            file_count: summary.files,
+            compatible_runtimes: vec![runtime.into()],
+            architecture: "x86_64".into(),
+            image: "img".into(),
+            image_id: "sha256:1".into(),
+            build_key: runtime.into(),
+            git_revision: None,
+            built_at: "2026-12-02T00:00:00Z".into(),
+            verification: Verification {
+                passed: true,
+                ..Default::default()
+            },
+        };
+        let manifest_path = out.join(format!("{stem}.json"));
+        manifest.write(&manifest_path).unwrap();
+        BuiltCell {
+            runtime: Runtime::find(runtime).unwrap(),
+            manifest_path,
+        }
+    }
+
+    fn names(zip: &Path) -> Vec<String> {
+        let mut names: Vec<String> = crate::artifacts::digest::read_zip(zip)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn each_runtime_gets_what_it_saw_in_its_own_site_packages() {
+        let out = tempfile::tempdir().unwrap();
+        let cells = [
+            cell(
+                out.path(),
+                "python3.9",
+                &[
+                    ("python/six.py", "a"),
+                    ("python/lib/README.txt", "a package named lib"),
+                    ("python/lib/python3.9/site-packages/pkg/__init__.py", ""),
+                ],
+            ),
+            cell(out.path(), "python3.13", &[("python/six.py", "b")]),
+        ];
+        let combined = combine(out.path(), "layer", "x86_64", &cells).unwrap();
+        assert_eq!(
+            names(&combined.zip),
+            [
+                "python/lib/python3.13/site-packages/six.py",
+                "python/lib/python3.9/site-packages/lib/README.txt",
+                "python/lib/python3.9/site-packages/pkg/__init__.py",
+                "python/lib/python3.9/site-packages/six.py",
+            ]
+        );
+        assert_eq!(
+            combined.manifest.compatible_runtimes,
+            ["python3.9", "python3.13"]
+        );
+    }
+
+    #[test]
+    fn what_would_change_meaning_is_refused_and_no_older_layer_stays() {
+        let out = tempfile::tempdir().unwrap();
+        let other = cell(out.path(), "python3.13", &[("python/six.py", "b")]);
+        let good = cell(out.path(), "python3.9", &[("python/six.py", "a")]);
+        let combined = combine(out.path(), "layer", "x86_64", &[good, other]).unwrap();
+        assert!(combined.zip.exists());
+        for (files, expected) in [
+            (
+                vec![
+                    ("python/foo.py", "top"),
+                    ("python/lib/python3.9/site-packages/foo.py", "site"),
+                ],
+                "foo.py both in python/ and in its site-packages",
+            ),
+            (
+                vec![("python/alias", "->six.py"), ("python/six.py", "a")],
+                "has the symlink python/alias",
+            ),
+            (
+                vec![("python/lib/python3.9/extra.pth", "x")],
+                "has python/lib/python3.9/extra.pth, which Lambda does not read",
+            ),
+            (
+                vec![("python/lib/python3.12/site-packages/x.py", "x")],
+                "packages for another Python version",
+            ),
+            (vec![("bin/tool", "x")], "has bin outside python/"),
+        ] {
+            let other = cell(out.path(), "python3.13", &[("python/six.py", "b")]);
+            let bad = cell(out.path(), "python3.9", &files);
+            let error = combine(out.path(), "layer", "x86_64", &[bad, other]).unwrap_err();
+            let error = format!("{error:#}");
+            assert!(error.contains(expected), "{error}");
+            assert!(
+                !combined.zip.exists(),
+                "the older combined zip is still there"
+            );
+            assert!(!out.path().join("layer-x86_64.json").exists());
+        }
     }
 }

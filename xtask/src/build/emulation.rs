@@ -64,17 +64,28 @@ fn elf_magic(machine: &str) -> Option<&'static str> {
     }
 }
 
-/// Whether an enabled handler in `dir` matches `machine`'s ELF executables.
+/// Whether binfmt_misc in `dir` is enabled and has an enabled handler for `machine`'s ELF
+/// executables with the F flag (the interpreter opened when it is registered: a container does
+/// not have the host's `/usr/libexec/qemu-binfmt/…`).
 fn has_handler(dir: &Path, machine: &str) -> bool {
     let Some(magic) = elf_magic(machine) else {
         return false;
     };
+    let read = |path: &Path| crate::util::read_regular(path, 64 * 1024).unwrap_or_default();
+    if read(&dir.join("status")).lines().next() != Some("enabled") {
+        return false;
+    }
     let Ok(entries) = std::fs::read_dir(dir) else {
         return false;
     };
     entries.flatten().any(|entry| {
-        let text = crate::util::read_regular(&entry.path(), 64 * 1024).unwrap_or_default();
+        let text = read(&entry.path());
+        let fix_binary = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("flags:"))
+            .any(|flags| flags.contains('F'));
         text.lines().next() == Some("enabled")
+            && fix_binary
             && text
                 .lines()
                 .any(|line| line.strip_prefix("magic ") == Some(magic))
@@ -97,6 +108,14 @@ mod tests {
         assert!(!has_handler(dir.path(), "x86_64"));
         let disabled = QEMU_AARCH64.replacen("enabled", "disabled", 1);
         std::fs::write(dir.path().join("qemu-aarch64"), disabled).unwrap();
+        assert!(!has_handler(dir.path(), "aarch64"));
+        // Without the F flag the interpreter is looked up inside the container: no use.
+        let no_fix = QEMU_AARCH64.replace("flags: PF", "flags: P");
+        std::fs::write(dir.path().join("qemu-aarch64"), no_fix).unwrap();
+        assert!(!has_handler(dir.path(), "aarch64"));
+        // binfmt_misc disabled as a whole.
+        std::fs::write(dir.path().join("qemu-aarch64"), QEMU_AARCH64).unwrap();
+        std::fs::write(dir.path().join("status"), "disabled\n").unwrap();
         assert!(!has_handler(dir.path(), "aarch64"));
     }
 

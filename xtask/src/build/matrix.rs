@@ -4,6 +4,8 @@
 //! cell's result is in the table at the end.
 
 use std::io::Write as _;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -20,13 +22,23 @@ pub struct CellResult {
     pub took: Duration,
 }
 
-/// Builds every cell, `jobs` at a time.
+/// Builds every cell, `jobs` at a time. After a signal no cell starts: the running ones stop
+/// (each listens for it) and the others are reported interrupted before they started.
 pub async fn build(flags: &BuildLayer, cells: Vec<Cell>, jobs: usize) -> Vec<CellResult> {
+    let signal = Arc::new(AtomicU8::new(0));
+    let listener = {
+        let signal = signal.clone();
+        tokio::spawn(async move { signal.store(super::interrupted().await, Ordering::SeqCst) })
+    };
     let runs = cells.into_iter().map(|cell| {
         let flags = cell_flags(flags, &cell);
+        let signal = signal.clone();
         async move {
             let started = Instant::now();
-            let outcome = super::build(flags).await.map_err(|e| format!("{e:#}"));
+            let outcome = match signal.load(Ordering::SeqCst) {
+                0 => super::build(flags).await.map_err(|e| format!("{e:#}")),
+                code => Ok(Summary::interrupted(code, Duration::ZERO)),
+            };
             CellResult {
                 cell,
                 outcome,
@@ -34,10 +46,12 @@ pub async fn build(flags: &BuildLayer, cells: Vec<Cell>, jobs: usize) -> Vec<Cel
             }
         }
     });
-    futures_util::stream::iter(runs)
+    let results = futures_util::stream::iter(runs)
         .buffered(jobs.max(1))
         .collect()
-        .await
+        .await;
+    listener.abort();
+    results
 }
 
 /// How one architecture's multi-runtime layer went.
@@ -49,7 +63,11 @@ pub struct CombinedResult {
 
 /// `--multi-runtime`: per architecture, the cells' layers combined into one. An architecture with
 /// a failed cell, or with one runtime only, is not combined (an error of its own).
-pub fn combine_all(out_dir: &std::path::Path, results: &[CellResult]) -> Vec<CombinedResult> {
+pub fn combine_all(
+    out_dir: &std::path::Path,
+    layer_name: Option<&str>,
+    results: &[CellResult],
+) -> Vec<CombinedResult> {
     let mut arches: Vec<String> = results.iter().map(|r| r.cell.arch.clone()).collect();
     arches.dedup();
     arches.sort();
@@ -62,9 +80,16 @@ pub fn combine_all(out_dir: &std::path::Path, results: &[CellResult]) -> Vec<Com
             .map(|r| r.cell.runtime.id.to_string())
             .collect();
         let outcome = built_cells(&of_arch).and_then(|cells| {
-            let name = cells[0].manifest.layer_name.clone();
-            super::combine::combine(out_dir, &name, &arch, &cells).map_err(|e| format!("{e:#}"))
+            let name = layer_name.ok_or("the layer's name does not resolve")?;
+            super::combine::combine(out_dir, name, &arch, &cells).map_err(|e| format!("{e:#}"))
         });
+        let outcome = match (outcome, layer_name) {
+            (Err(e), Some(name)) => match super::combine::remove_stale(out_dir, name, &arch) {
+                Ok(()) => Err(e),
+                Err(removing) => Err(format!("{e}; {removing:#}")),
+            },
+            (outcome, _) => outcome,
+        };
         combined.push(CombinedResult {
             arch,
             runtimes,
@@ -85,13 +110,9 @@ fn built_cells(results: &[&CellResult]) -> Result<Vec<super::combine::BuiltCell>
                 .as_ref()
                 .filter(|_| summary.succeeded)
                 .ok_or_else(|| not_built(r))?;
-            let path = std::path::Path::new(&layer.manifest);
-            let manifest = crate::manifest::Manifest::read(path).map_err(|e| format!("{e:#}"))?;
-            let zip = manifest.check_zip(path).map_err(|e| format!("{e:#}"))?;
             Ok(super::combine::BuiltCell {
                 runtime: r.cell.runtime,
-                manifest,
-                zip,
+                manifest_path: layer.manifest.clone().into(),
             })
         })
         .collect()
@@ -184,14 +205,19 @@ pub fn print_combined(combined: &[CombinedResult]) {
     for c in combined {
         let runtimes = c.runtimes.join("+");
         let _ = match &c.outcome {
-            Ok(layer) => writeln!(
-                out,
-                "multi-runtime {} ({runtimes}): {} ({} bytes, sha256 {})",
-                c.arch,
-                layer.zip.display(),
-                layer.manifest.zipped_bytes,
-                layer.manifest.sha256
-            ),
+            Ok(layer) => {
+                for warning in &layer.manifest.verification.warnings {
+                    let _ = writeln!(out, "multi-runtime {}: warning: {warning}", c.arch);
+                }
+                writeln!(
+                    out,
+                    "multi-runtime {} ({runtimes}): {} ({} bytes, sha256 {})",
+                    c.arch,
+                    layer.zip.display(),
+                    layer.manifest.zipped_bytes,
+                    layer.manifest.sha256
+                )
+            }
             Err(e) => writeln!(out, "multi-runtime {} ({runtimes}): FAILED: {e}", c.arch),
         };
     }

@@ -250,6 +250,7 @@ fn manifest(plan: &Plan, zip: &ZipSummary, diagnostics: &[Diagnostic]) -> Manife
             .unwrap_or_default(),
         sha256: zip.sha256_hex.clone(),
         code_sha256: zip.code_sha256.clone(),
+        content_sha256: Some(zip.content_sha256.clone()),
         zipped_bytes: zip.zipped_bytes,
         unzipped_bytes: zip.unzipped_bytes,
         file_count: zip.files,

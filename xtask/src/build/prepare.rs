@@ -240,7 +240,7 @@ pub fn plan(inputs: Inputs) -> anyhow::Result<Plan> {
             &inputs.source,
             &masker,
         ),
-        project_id: project_id(&settings.source_dir, &settings.arch),
+        project_id: project_id(&settings.source_dir, inputs.runtime.id, &settings.arch),
         src_dir,
         variables,
         masker,
@@ -310,15 +310,29 @@ fn cache_plan(
     plan
 }
 
-/// A hash of the source directory and the architecture: caches belong to a project, and hold
-/// binaries (uv itself, compiled wheels) that only run on one architecture.
-fn project_id(source_dir: &std::path::Path, arch: &str) -> String {
+/// A hash of the source directory and the cell: caches belong to a project, hold binaries (uv
+/// itself, compiled wheels) that only run on one architecture, and may hold what one Python
+/// version made (a cached venv or `--target` directory): cells built side by side must not
+/// share them.
+fn project_id(source_dir: &std::path::Path, runtime: &str, arch: &str) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
     hasher.update(source_dir.to_string_lossy().as_bytes());
     hasher.update([0]);
+    hasher.update(runtime.as_bytes());
+    hasher.update([0]);
     hasher.update(arch.as_bytes());
     crate::util::hex(&hasher.finalize())
+}
+
+impl Plan {
+    /// The plan with the build number it was given when it started (see
+    /// `variables::claim_build_number`): outside the build key, like the whole invocation.
+    pub fn numbered(mut self, number: u64) -> Plan {
+        self.variables
+            .set("CODEBUILD_BUILD_NUMBER", number.to_string());
+        self
+    }
 }
 
 #[cfg(test)]

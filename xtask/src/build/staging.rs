@@ -43,9 +43,12 @@ impl Staging {
         };
         let lock = std::fs::File::create(dir.path().join(LOCK_FILE))
             .context("cannot create the staging directory's lock")?;
-        lock.try_lock()
+        // Blocking: another build's clean-up may hold it for a moment (see `remove_abandoned`).
+        lock.lock()
             .map_err(|e| anyhow::anyhow!("cannot lock the staging directory: {e}"))?;
-        let _ = std::fs::write(dir.path().join(OWNER_FILE), out_dir.display().to_string());
+        // Written once the lock is held: a free lock beside it means the build is gone.
+        std::fs::write(dir.path().join(OWNER_FILE), out_dir.display().to_string())
+            .context("cannot write in the staging directory")?;
         let staging = Staging { dir, _lock: lock };
         std::fs::create_dir(staging.primary())
             .with_context(|| format!("cannot create {}", staging.primary().display()))?;
@@ -99,10 +102,12 @@ fn remove_abandoned(dir: &Path, prefix: &str) {
         if !name.starts_with(prefix) || !entry.path().is_dir() {
             continue;
         }
+        let owned = entry.path().join(OWNER_FILE).exists();
         let abandoned = match std::fs::File::open(entry.path().join(LOCK_FILE)) {
-            Ok(lock) => lock.try_lock().is_ok(),
+            // Its build held the lock when it wrote the owner: free now, the build is gone.
+            Ok(lock) if owned => lock.try_lock().is_ok(),
             // Not (or not yet) locked: a build that is creating it, or one from before locks.
-            Err(_) => older_than_a_day(&entry.path()),
+            _ => older_than_a_day(&entry.path()),
         };
         if abandoned {
             let _ = std::fs::remove_dir_all(entry.path());
@@ -135,6 +140,9 @@ mod tests {
         let held = std::fs::File::create(live.join(LOCK_FILE)).expect("lock file");
         held.try_lock().expect("lock");
         std::fs::File::create(gone.join(LOCK_FILE)).expect("lock file");
+        std::fs::write(gone.join(OWNER_FILE), "out").expect("owner");
+        // Being created: its lock file is there, not yet locked by its build.
+        std::fs::File::create(fresh.join(LOCK_FILE)).expect("lock file");
         remove_abandoned(shm.path(), MEMORY_PREFIX);
         assert!(live.exists() && fresh.exists() && other.exists());
         assert!(!gone.exists());

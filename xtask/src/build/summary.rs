@@ -145,11 +145,12 @@ impl Summary {
         }
     }
 
+    /// CodeBuild's build statuses: a build stopped by a signal is STOPPED.
     fn status(&self) -> &'static str {
-        if self.succeeded {
-            "SUCCEEDED"
-        } else {
-            "FAILED"
+        match (self.interrupted, self.succeeded) {
+            (Some(_), _) => "STOPPED",
+            (None, true) => "SUCCEEDED",
+            (None, false) => "FAILED",
         }
     }
 
@@ -221,6 +222,7 @@ impl Summary {
         let layer = self.layer.clone().unwrap_or_default();
         json!({
             "status": self.status(),
+            "interrupted": self.interrupted,
             "up_to_date": self.up_to_date,
             "layer_packaged": passed_layer.is_some(),
             "no_artifacts": self.no_artifacts,

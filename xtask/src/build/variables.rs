@@ -343,18 +343,32 @@ pub fn codebuild_variables(
     vars
 }
 
-impl Invocation {
-    /// Counts this run as a build of `out_dir` (a no-op check is not a build).
-    pub fn record(&self, out_dir: &Path) {
-        let _ = std::fs::write(
-            out_dir.join(BUILD_NUMBER_FILE),
-            self.build_number.to_string(),
-        );
-    }
+/// Counts a run as a build of `out_dir` (a no-op check is not a build) and returns its number:
+/// the next one, taken under a lock and written whole, so cells built side by side get numbers
+/// of their own and a reader never sees a half-written counter.
+pub fn claim_build_number(out_dir: &Path) -> anyhow::Result<u64> {
+    use anyhow::Context as _;
+    let lock_path = out_dir.join(BUILD_NUMBER_LOCK);
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    let number = last_build_number(out_dir) + 1;
+    let temp = tempfile::NamedTempFile::new_in(out_dir)?;
+    std::fs::write(temp.path(), number.to_string())?;
+    temp.persist(out_dir.join(BUILD_NUMBER_FILE))
+        .map_err(|e| e.error)
+        .context("cannot write the build number")?;
+    Ok(number)
 }
 
 /// A per-out-dir counter, as CodeBuild numbers a project's builds.
 const BUILD_NUMBER_FILE: &str = ".build-number";
+const BUILD_NUMBER_LOCK: &str = ".build-number.lock";
 
 fn last_build_number(out_dir: &Path) -> u64 {
     std::fs::read_to_string(out_dir.join(BUILD_NUMBER_FILE))

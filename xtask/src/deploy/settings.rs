@@ -101,13 +101,18 @@ impl Settings {
             None => target.layer_name.clone(),
         };
         let mut target = target;
-        let mut built_stem = None;
+        let mut built_stems = Vec::new();
         if let Some(arch) = &flags.combined_arch {
             // The multi-runtime layer of one architecture: every runtime its manifest names.
             layer_name = combined_layer_name(arch, &target)?;
-            // Built under the template's name, whatever --layer-name publishes it as.
-            let built = LayerTarget::resolve(&Wanted::default(), template.as_ref())?;
-            built_stem = Some(format!("{}-{arch}", built.short_name()));
+            // Built under that name (build-layer --layer-name), or under the template's.
+            built_stems.push(format!("{}-{arch}", target.short_name()));
+            if let Ok(built) = LayerTarget::resolve(&Wanted::default(), template.as_ref()) {
+                let stem = format!("{}-{arch}", built.short_name());
+                if !built_stems.contains(&stem) {
+                    built_stems.push(stem);
+                }
+            }
             target.runtimes.clear();
             target.architectures = vec![arch.clone()];
             target.architectures_given = true;
@@ -116,12 +121,15 @@ impl Settings {
             .out_dir
             .clone()
             .unwrap_or_else(|| root.join("target").join("layer"));
-        let mut manifest_candidates = match &built_stem {
-            Some(stem) => vec![out_dir.join(format!("{stem}.json"))],
-            None => vec![target.manifest_path(&out_dir)],
+        let mut manifest_candidates = match built_stems.is_empty() {
+            false => built_stems
+                .iter()
+                .map(|stem| out_dir.join(format!("{stem}.json")))
+                .collect(),
+            true => vec![target.manifest_path(&out_dir)],
         };
         // Built under the template's name, published under another (`--layer-name`).
-        if flags.layer_name.is_some() && built_stem.is_none() {
+        if flags.layer_name.is_some() && built_stems.is_empty() {
             let built = LayerTarget::resolve(&Wanted::default(), template.as_ref());
             if let Ok(built) = built {
                 let path = as_cell(built).manifest_path(&out_dir);

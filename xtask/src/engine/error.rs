@@ -157,7 +157,7 @@ impl fmt::Display for Error {
             }
             Error::NoSuchImage { image } => write!(
                 f,
-                "image {image} is not present locally: pull it, or build the offline stand-in with scripts/standin-image.sh"
+                "image {image} is not present locally: pull it, or build an offline stand-in (for python 3.9, 3.11 or 3.13 on x86_64 or arm64) with `bash scripts/standin-image.sh --python 3.X --arch ARCH`"
             ),
             Error::Create { image, cause } => {
                 write!(f, "failed to create a container from {image}: {cause}")
@@ -171,7 +171,7 @@ impl fmt::Display for Error {
             Error::List { cause } => write!(f, "failed to list containers: {cause}"),
             Error::Pull { image, cause } => write!(
                 f,
-                "cannot pull image {image}: {cause} — without a reachable registry, build the offline stand-in with `bash scripts/standin-image.sh` and set LAYER_BUILD_IMAGE to it"
+                "cannot pull image {image}: {cause} — without a reachable registry, build an offline stand-in (python 3.9, 3.11 or 3.13; x86_64 or arm64) with `bash scripts/standin-image.sh --python 3.X --arch ARCH` and pass it with --image (or LAYER_BUILD_IMAGE)"
             ),
             Error::RefusedMount { host_path } => write!(
                 f,

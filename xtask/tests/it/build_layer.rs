@@ -61,7 +61,7 @@ pub(crate) fn zip_path(dir: &Path) -> PathBuf {
 
 /// The build containers of the test layer (a fresh connection per call: each `block_on` has its
 /// own runtime).
-fn layer_containers(layer: &str) -> Vec<String> {
+pub(crate) fn layer_containers(layer: &str) -> Vec<String> {
     support::block_on(async {
         let engine = xtask::engine::Engine::connect().await.expect("docker");
         engine
@@ -316,6 +316,57 @@ fn the_seed_layer_builds_with_python_at_the_zip_root() {
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("modules imported, 0 failed"), "{stderr}");
+    assert!(
+        manifest["content_sha256"]
+            .as_str()
+            .is_some_and(|d| d.len() == 64),
+        "{manifest:#}"
+    );
+
+    // Built again from scratch into another out-dir: the same layer, by `compare`.
+    let again = dir.path().join("again");
+    let again_arg = again.display().to_string();
+    let output = build_layer(dir.path(), &["--force", "--out-dir", &again_arg]);
+    assert_eq!(summary(&output)["status"], "SUCCEEDED");
+    let first = dir.path().join("target/layer/python-deps.json");
+    let compared = compare(&first, &again.join("python-deps.json"));
+    let report = String::from_utf8_lossy(&compared.stdout);
+    assert_eq!(compared.status.code(), Some(0), "{report}");
+    assert!(report.starts_with("identical: content sha256 "), "{report}");
+}
+
+fn compare(a: &Path, b: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("compare")
+        .args([a, b])
+        .output()
+        .expect("run xtask compare")
+}
+
+#[test]
+fn compare_names_what_differs_and_refuses_a_zip_its_manifest_does_not_describe() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = xtask::artifacts::zip::ZipOptions::default();
+    let mut zips = Vec::new();
+    for (name, content) in [("a", "one"), ("b", "two")] {
+        let tree = dir.path().join(format!("tree-{name}"));
+        std::fs::create_dir_all(tree.join("python")).expect("mkdir");
+        std::fs::write(tree.join("python/m.py"), content).expect("write");
+        let zip = dir.path().join(format!("{name}.zip"));
+        xtask::artifacts::zip::write_zip(&tree, &zip, &options).expect("zip");
+        zips.push(zip);
+    }
+    let output = compare(&zips[0], &zips[1]);
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert!(
+        report.starts_with("different: 1 path differs") && report.contains("python/m.py"),
+        "{report}"
+    );
+    let output = compare(&zips[0], &dir.path().join("missing.zip"));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("missing.zip"), "{stderr}");
 }
 
 #[test]

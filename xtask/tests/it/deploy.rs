@@ -95,6 +95,7 @@ impl Fixture {
             zip: format!("{stem}.zip"),
             sha256,
             code_sha256,
+            content_sha256: None,
             zipped_bytes: size,
             unzipped_bytes: content.len() as u64,
             file_count: 1,

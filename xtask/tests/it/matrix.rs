@@ -3,12 +3,13 @@
 //! without a lock fails beside them; a lock made for another cell, or from an older list, is
 //! refused; and `cargo xtask lock --check` reproduces the checked-in locks.
 
-use crate::build_layer::zip_names;
+use crate::build_layer::{layer_containers, zip_names};
 use crate::support;
 
 use std::io::Read as _;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 fn workspace_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -224,6 +225,58 @@ fn a_multi_runtime_layer_holds_each_runtime_in_its_own_site_packages() {
     assert_eq!(manifest["architecture"], "x86_64");
     assert_eq!(manifest["verification"]["passed"], true, "{manifest:#}");
     assert_eq!(manifest["zip"], "python-deps-x86_64.zip");
+}
+
+#[test]
+fn sigint_stops_a_matrix_and_no_further_cell_starts() {
+    if !support::cell_images_ready(&[("3.9", "x86_64"), ("3.13", "x86_64")]) {
+        return;
+    }
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p layer/python && touch layer/python/x.py\n      - sleep 60\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
+    let dir = crate::build_layer::project(spec, &[]);
+    let template = crate::build_layer::LAYER_TEMPLATE.replace("test-layer", "sigint-matrix");
+    std::fs::write(dir.path().join("template.yaml"), template).expect("write template");
+    let image = support::cell_image_template();
+    let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["build-layer", "--image", &image, "--jobs", "1", "--json"])
+        .args(["--cells", "python3.9-x86_64,python3.13-x86_64", "--source"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let first = "sigint-matrix-python3.9-x86_64";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while layer_containers(first).is_empty() {
+        assert!(Instant::now() < deadline, "the first cell never started");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").args(["-INT", &pid]).status();
+    assert!(killed.expect("kill").success());
+    let started = Instant::now();
+    let output = child.wait_with_output().expect("wait");
+    assert_eq!(output.status.code(), Some(130));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the matrix went on for {:?} after SIGINT",
+        started.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("[python3.13-x86_64] [Container]"),
+        "a cell started after the signal:\n{stderr}"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(
+        cell(&summary, "python3.13-x86_64")["interrupted"],
+        130,
+        "{summary:#}"
+    );
+    for stem in [first, "sigint-matrix-python3.13-x86_64"] {
+        assert!(layer_containers(stem).is_empty(), "{stem} left a container");
+    }
 }
 
 #[test]
