@@ -101,3 +101,25 @@ fn sams_requirements_txt_pins_what_the_python39_x86_64_lock_pins() {
         "python-layer/requirements.txt (what `sam build` installs) differs from the lock the build installs: copy the lock's pins"
     );
 }
+
+#[test]
+fn the_workflows_cargo_xtask_commands_are_the_readmes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let readme = read("README.md");
+    let workflow = read(".github/workflows/layer.yml");
+    let commands: Vec<&str> = workflow
+        .lines()
+        .map(|line| line.trim().trim_start_matches("run: "))
+        .filter(|line| line.starts_with("cargo xtask "))
+        .collect();
+    assert!(commands.len() >= 4, "{commands:?}");
+    for command in commands {
+        let command = command.split(" >").next().unwrap_or(command);
+        let command = command.split(" ||").next().unwrap_or(command).trim();
+        assert!(
+            readme.contains(command),
+            "the workflow runs `{command}`, which README.md does not show"
+        );
+    }
+}
