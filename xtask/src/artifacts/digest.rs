@@ -13,6 +13,7 @@ use sha2::{Digest as _, Sha256};
 use super::tree::{relative_entry_path, Limits};
 
 const S_IFMT: u32 = 0o170_000;
+const S_IFREG: u32 = 0o100_000;
 const S_IFLNK: u32 = 0o120_000;
 const S_IFDIR: u32 = 0o040_000;
 
@@ -53,6 +54,8 @@ pub struct Entry {
     /// Bytes of content (a link: of its target).
     pub size: u64,
     pub sha256: [u8; 32],
+    /// Set for a file that starts with a `#!` line.
+    pub script: Option<Script>,
 }
 
 /// The digest of `entries`, sorted by name (as the zip writer and [`read_zip`] give them).
@@ -84,42 +87,117 @@ pub fn hash_reader(reader: &mut impl Read) -> std::io::Result<([u8; 32], u64)> {
     Ok((hasher.finalize().into(), total))
 }
 
+/// The longest `#!` line kept as a script's interpreter line.
+const MAX_SHEBANG_BYTES: usize = 512;
+
+/// A file that starts with a `#!` line: that line, and the SHA-256 of everything after it (so two
+/// scripts that differ only in their interpreter can be told apart from two that differ more).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    pub interpreter_line: String,
+    pub rest_sha256: [u8; 32],
+}
+
+/// A file's SHA-256 and size, and its [`Script`] parts when it is one; reads at most `room + 1`
+/// bytes (the caller checks the size against `room`).
+fn hash_file(
+    reader: &mut impl Read,
+    room: u64,
+) -> std::io::Result<([u8; 32], u64, Option<Script>)> {
+    let mut reader = reader.take(room + 1);
+    let mut head = Vec::with_capacity(MAX_SHEBANG_BYTES);
+    (&mut reader)
+        .take(MAX_SHEBANG_BYTES as u64)
+        .read_to_end(&mut head)?;
+    let line_end = head
+        .starts_with(b"#!")
+        .then(|| head.iter().position(|&b| b == b'\n'))
+        .flatten();
+    let mut whole = Sha256::new();
+    whole.update(&head);
+    let mut rest = line_end.map(|end| {
+        let mut rest = Sha256::new();
+        rest.update(&head[end..]);
+        rest
+    });
+    let tail_size = std::io::copy(
+        &mut Tee {
+            inner: &mut reader,
+            hashers: (&mut whole, rest.as_mut()),
+        },
+        &mut std::io::sink(),
+    )?;
+    let script = line_end.zip(rest).map(|(end, rest)| Script {
+        interpreter_line: String::from_utf8_lossy(&head[..end]).into_owned(),
+        rest_sha256: rest.finalize().into(),
+    });
+    Ok((
+        whole.finalize().into(),
+        head.len() as u64 + tail_size,
+        script,
+    ))
+}
+
+/// Feeds what it reads to one or two hashers.
+struct Tee<'a, R> {
+    inner: &'a mut R,
+    hashers: (&'a mut Sha256, Option<&'a mut Sha256>),
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hashers.0.update(&buf[..n]);
+        if let Some(rest) = self.hashers.1.as_deref_mut() {
+            rest.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
 /// The entries of a layer zip, sorted by name, each hashed; within the extraction [`Limits`]
-/// (entries, declared and actual bytes), so a hostile zip costs bounded time and no memory.
+/// (entries, declared and actual bytes, links included), so a hostile zip costs bounded time and
+/// no memory. Only files, symlinks and empty directories named `…/` are accepted: an entry
+/// marked as a directory that holds data or has no trailing `/`, a name ending in `\\` (read as
+/// a directory by some tools, as a file by others) and special files are errors, never skipped.
 pub fn read_zip(path: &Path) -> anyhow::Result<Vec<Entry>> {
     let limits = Limits::default();
     let shown = path.display();
     let file = File::open(path).with_context(|| format!("cannot read {shown}"))?;
     let mut archive = zip::ZipArchive::new(BufReader::new(file))
         .with_context(|| format!("{shown} is not a readable zip"))?;
-    if archive.len() as u64 > limits.max_entries {
-        bail!("{shown} has more than {} entries", limits.max_entries);
-    }
+    check_declared(&mut archive, &limits, &shown.to_string())?;
     let mut entries = Vec::with_capacity(archive.len());
     let mut total = 0u64;
     for index in 0..archive.len() {
         let mut item = archive
             .by_index(index)
             .with_context(|| format!("cannot read entry {index} of {shown}"))?;
-        let name =
-            relative_entry_path(item.name_raw()).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
-        let mode = item.unix_mode().unwrap_or(0o644);
-        if name.is_empty() || item.is_dir() || mode & S_IFMT == S_IFDIR {
-            continue;
-        }
-        let kind = match mode & S_IFMT {
-            S_IFLNK => Kind::Symlink,
-            _ if mode & 0o111 != 0 => Kind::Executable,
-            _ => Kind::File,
+        let raw = item.name_raw().to_vec();
+        let name = relative_entry_path(&raw).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+        let kind = match entry_kind(&raw, item.unix_mode(), item.size()) {
+            Ok(Some(kind)) => kind,
+            Ok(None) => continue,
+            Err(why) => bail!("{shown}: the entry {name} {why}"),
         };
         let room = match kind {
-            Kind::Symlink => MAX_LINK_BYTES,
+            Kind::Symlink => MAX_LINK_BYTES.min(limits.max_bytes.saturating_sub(total)),
             _ => limits.max_bytes.saturating_sub(total),
         };
-        let (sha256, size) = hash_reader(&mut (&mut item).take(room + 1))
-            .with_context(|| format!("cannot read {name} in {shown}"))?;
+        let (sha256, size, script) = match kind {
+            Kind::Symlink => {
+                let (sha, size) = hash_reader(&mut (&mut item).take(room + 1))
+                    .with_context(|| format!("cannot read {name} in {shown}"))?;
+                (sha, size, None)
+            }
+            _ => hash_file(&mut item, room)
+                .with_context(|| format!("cannot read {name} in {shown}"))?,
+        };
         if size > room {
-            bail!("{shown}: {name} is over the limit of {room} bytes");
+            bail!(
+                "{shown}: {name} goes over the limit of {} bytes in all",
+                limits.max_bytes
+            );
         }
         total += size;
         entries.push(Entry {
@@ -127,6 +205,7 @@ pub fn read_zip(path: &Path) -> anyhow::Result<Vec<Entry>> {
             kind,
             size,
             sha256,
+            script,
         });
     }
     entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
@@ -136,19 +215,73 @@ pub fn read_zip(path: &Path) -> anyhow::Result<Vec<Entry>> {
     Ok(entries)
 }
 
-/// The first `max` bytes of the entry `name` of the zip at `path`.
-pub fn read_entry(path: &Path, name: &str, max: u64) -> anyhow::Result<Vec<u8>> {
-    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut archive = zip::ZipArchive::new(BufReader::new(file))?;
-    for index in 0..archive.len() {
-        let item = archive.by_index(index)?;
-        if relative_entry_path(item.name_raw()).ok().as_deref() == Some(name) {
-            let mut bytes = Vec::new();
-            item.take(max).read_to_end(&mut bytes)?;
-            return Ok(bytes);
-        }
+/// What an entry is: `None` for an empty directory entry (`…/`); an error for anything a layer
+/// cannot hold or that tools would read differently.
+fn entry_kind(raw: &[u8], mode: Option<u32>, size: u64) -> Result<Option<Kind>, &'static str> {
+    let mode = mode.unwrap_or(0o644);
+    let named_directory = raw.ends_with(b"/");
+    if raw.ends_with(b"\\") {
+        return Err("ends in a backslash: some tools read it as a directory, others as a file");
     }
-    bail!("{} has no entry {name}", path.display())
+    match (mode & S_IFMT, named_directory) {
+        (S_IFDIR, true) | (0, true) if size == 0 => Ok(None),
+        (_, true) => Err("is named as a directory but holds data or is not one"),
+        (S_IFDIR, false) => Err("is marked as a directory but named as a file"),
+        (S_IFLNK, false) => Ok(Some(Kind::Symlink)),
+        (0 | S_IFREG, false) if mode & 0o111 != 0 => Ok(Some(Kind::Executable)),
+        (0 | S_IFREG, false) => Ok(Some(Kind::File)),
+        _ => Err("is a special file (a FIFO, socket or device)"),
+    }
+}
+
+/// The entry count and the declared uncompressed sizes, before anything is inflated.
+fn check_declared<R: Read + std::io::Seek>(
+    archive: &mut zip::ZipArchive<R>,
+    limits: &Limits,
+    shown: &str,
+) -> anyhow::Result<()> {
+    if archive.len() as u64 > limits.max_entries {
+        bail!("{shown} has more than {} entries", limits.max_entries);
+    }
+    let mut declared = 0u64;
+    for index in 0..archive.len() {
+        let entry = archive.by_index_raw(index)?;
+        declared = declared.saturating_add(entry.size());
+    }
+    if declared > limits.max_bytes {
+        bail!("{shown} declares more than {} bytes", limits.max_bytes);
+    }
+    Ok(())
+}
+
+/// A zip opened once, its entries found by name (for reading a few of them in full).
+pub struct ZipFiles {
+    archive: zip::ZipArchive<BufReader<File>>,
+    index: std::collections::HashMap<String, usize>,
+}
+
+impl ZipFiles {
+    pub fn open(path: &Path) -> anyhow::Result<ZipFiles> {
+        let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut archive = zip::ZipArchive::new(BufReader::new(file))?;
+        let mut index = std::collections::HashMap::new();
+        for i in 0..archive.len() {
+            let item = archive.by_index_raw(i)?;
+            if let Ok(name) = relative_entry_path(item.name_raw()) {
+                index.insert(name, i);
+            }
+        }
+        Ok(ZipFiles { archive, index })
+    }
+
+    /// The entry `name` in full, or `None` when it is missing or longer than `max` bytes.
+    pub fn read(&mut self, name: &str, max: u64) -> Option<Vec<u8>> {
+        let index = *self.index.get(name)?;
+        let item = self.archive.by_index(index).ok()?;
+        let mut bytes = Vec::new();
+        item.take(max + 1).read_to_end(&mut bytes).ok()?;
+        (bytes.len() as u64 <= max).then_some(bytes)
+    }
 }
 
 #[cfg(test)]
@@ -161,6 +294,7 @@ mod tests {
             kind,
             size: content.len() as u64,
             sha256: Sha256::digest(content).into(),
+            script: None,
         }
     }
 
@@ -181,5 +315,28 @@ mod tests {
         for other in [renamed, executable, edited, base[..1].to_vec()] {
             assert_ne!(content_sha256(&other), digest);
         }
+    }
+
+    #[test]
+    fn only_files_links_and_empty_directories_named_so_are_entries() {
+        assert_eq!(entry_kind(b"python/", Some(S_IFDIR | 0o755), 0), Ok(None));
+        assert_eq!(entry_kind(b"python/", None, 0), Ok(None));
+        assert_eq!(
+            entry_kind(b"python/a.py", Some(S_IFREG | 0o644), 3),
+            Ok(Some(Kind::File))
+        );
+        assert_eq!(
+            entry_kind(b"python/a", Some(S_IFREG | 0o755), 3),
+            Ok(Some(Kind::Executable))
+        );
+        assert_eq!(
+            entry_kind(b"python/l", Some(S_IFLNK | 0o777), 3),
+            Ok(Some(Kind::Symlink))
+        );
+        // Data hidden in what some tools take for a directory, or a file type a layer cannot hold.
+        assert!(entry_kind(b"python/evil.pth", Some(S_IFDIR | 0o755), 12).is_err());
+        assert!(entry_kind(b"python/evil/", Some(S_IFREG | 0o644), 12).is_err());
+        assert!(entry_kind(b"python/evil\\", Some(S_IFREG | 0o644), 12).is_err());
+        assert!(entry_kind(b"python/fifo", Some(0o010_644), 0).is_err());
     }
 }

@@ -50,9 +50,18 @@ pub fn unzip_within(
         }
         let mode = entry.unix_mode().unwrap_or(0o644);
         let kind = mode & S_IFMT;
-        if entry.is_dir() || kind == S_IFDIR {
+        let raw = entry.name_raw();
+        let named_directory = raw.ends_with(b"/");
+        if raw.ends_with(b"\\") {
+            tree.unsupported(
+                &name,
+                "name ending in a backslash (a directory to some tools, a file to others)",
+            )?;
+        } else if named_directory && entry.size() == 0 && (kind == S_IFDIR || kind == 0) {
             tree.directory(&name);
-        } else if entry.is_symlink() || kind == S_IFLNK {
+        } else if named_directory || kind == S_IFDIR {
+            tree.unsupported(&name, "entry that is both a directory and a file")?;
+        } else if kind == S_IFLNK {
             let mut target = String::new();
             let mut bounded = std::io::Read::take(&mut entry, MAX_LINK_BYTES);
             std::io::Read::read_to_string(&mut bounded, &mut target).map_err(io_error(&name))?;

@@ -160,6 +160,12 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<ZipEntry>) -> Result<()> {
                 path.display()
             );
         };
+        if file_name.ends_with('\\') {
+            bail!(
+                "{} has a name that ends in a backslash: zip tools read such an entry as a directory",
+                path.display()
+            );
+        }
         let name = if prefix.is_empty() {
             file_name.to_string()
         } else {
@@ -416,6 +422,7 @@ fn write_in_order<W: Write + Seek>(
                     kind: digest::Kind::Symlink,
                     size: target.len() as u64,
                     sha256: Sha256::digest(target.as_bytes()).into(),
+                    script: None,
                 });
             }
             ZipEntryKind::File { executable, .. } => {
@@ -450,6 +457,7 @@ fn write_in_order<W: Write + Seek>(
                     },
                     size,
                     sha256: prepared.sha256,
+                    script: None,
                 });
                 zip.add_prepared_file(prepared.file)
                     .with_context(|| format!("cannot add {}", entry.name))?;
