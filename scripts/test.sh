@@ -93,6 +93,8 @@ export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export NO_PROXY="127.0.0.1,localhost,::1${NO_PROXY:+,$NO_PROXY}"
 export no_proxy="127.0.0.1,localhost,::1${no_proxy:+,$no_proxy}"
 export LAYER_BUILD_IMAGE="$image"
+# The Python with boto3 that runs scripts/codebuild-standin.py (the --remote tests' CodeBuild).
+export LAYER_TEST_PYTHON="$venv/bin/python"
 
 section "cargo test --workspace --locked $*"
 cargo test --workspace --locked "$@"

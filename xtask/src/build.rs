@@ -19,6 +19,7 @@ mod log;
 mod matrix;
 mod package;
 mod prepare;
+mod remote;
 mod secrets;
 mod settings;
 mod source;
@@ -145,6 +146,18 @@ pub struct BuildLayer {
     /// python-layer/locks in the source directory, when it exists].
     #[arg(long)]
     pub locks: Option<PathBuf>,
+    /// Run the build in the CodeBuild project instead of the local Docker daemon: the same
+    /// source, buildspec, image and variables; the artifact packaged here as a local one is.
+    #[arg(long, conflicts_with_all = ["matrix", "cells", "resolve_secrets", "pass_aws_credentials"])]
+    pub remote: bool,
+    /// With --remote: the CodeBuild project [default: <LayerName>-layer, as codebuild.yml names
+    /// it].
+    #[arg(long, requires = "remote")]
+    pub project: Option<String>,
+    /// With --remote: the bucket the source and the artifact go through (the codebuild.yml
+    /// stack's ArtifactBucket) [default: s3_bucket in samconfig.toml beside the source].
+    #[arg(long, requires = "remote")]
+    pub bucket: Option<String>,
     /// The cell this build is (set by --matrix and --cells).
     #[arg(skip)]
     pub cell: Option<String>,
@@ -300,7 +313,10 @@ pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
     let host = HostConfig::from_env(!flags.no_host_network_config, flags.pass_aws_credentials);
     let masker = Masker::new(user.secrets.iter().chain(&host.secrets));
     let log = log.masking(masker.clone());
-    let built = build_with(&flags, &settings, user, host, &log, started).await;
+    let built = match flags.remote {
+        true => build_remote(&flags, &settings, user, host, &log, started).await,
+        false => build_with(&flags, &settings, user, host, &log, started).await,
+    };
     built.map_err(|e| anyhow::anyhow!("{}", masker.mask(&format!("{e:#}"))))
 }
 
@@ -356,6 +372,111 @@ async fn build_with(
             Ok(Summary::interrupted(code, started.elapsed()))
         }
     }
+}
+
+/// `--remote`: the same stages, with CodeBuild as the executor. No local Docker is needed: the
+/// image is CodeBuild's to pull, and the import test (which needs it here) is skipped.
+async fn build_remote(
+    flags: &BuildLayer,
+    settings: &Settings,
+    user: UserInput,
+    host: HostConfig,
+    log: &Log,
+    started: Instant,
+) -> anyhow::Result<Summary> {
+    let source = Source::discover(&settings.source_dir, source_files(flags))?;
+    warn_untracked(&source, log);
+    let target = remote_target(flags, settings)?;
+    let clients = remote::Clients::new(&target).await?;
+    let image = image::ImageFacts::remote(&target.project, &settings.image, &settings.arch);
+    let runtime = target_runtime(settings, &image, log)?;
+    let lock = cell_lock(settings, runtime, &source)?;
+    let mut options = options(flags, settings, emulation::Emulation::Native);
+    options.import_test = false;
+    let plan = prepare::plan(Inputs {
+        settings,
+        image: &image,
+        runtime,
+        lock,
+        user,
+        host,
+        source: source.pack()?,
+        source_files: source.files.len(),
+        git_revision: source.git_revision.clone(),
+        invocation: Invocation::now(&settings.out_dir),
+        options,
+    })?;
+    if let Some(manifest) = plan.up_to_date().filter(|_| !flags.force) {
+        log.line(&format!(
+            "up to date: {} (sha256 {})",
+            plan.zip_path().display(),
+            manifest.sha256
+        ));
+        return Ok(Summary::up_to_date(&plan, &manifest, started.elapsed()));
+    }
+    let _lock = lock_out_dir(&plan.out_dir, &plan.layer.file_stem())?;
+    let number = variables::claim_build_number(&plan.out_dir)?;
+    let plan = plan.numbered(number);
+    log.line("import test: skipped for a remote build (it needs the build image on this machine); the static checks run");
+    let executor = remote::CodeBuildExecutor {
+        clients: &clients,
+        target: &target,
+        log,
+        running: Default::default(),
+    };
+    tokio::select! {
+        result = execute_remotely_and_package(&plan, &executor, log) => {
+            let (outcome, packaged) = result?;
+            Ok(Summary::new(&plan, outcome, packaged, started.elapsed()))
+        }
+        code = interrupted() => {
+            let running = executor.running.lock().ok().and_then(|mut r| r.take());
+            if let Some(id) = running {
+                log.line(&format!("interrupted: stopping the CodeBuild build {id} (exit {code})"));
+                remote::stop(&clients, &id).await;
+            }
+            package::remove_pending(&plan);
+            Ok(Summary::interrupted(code, started.elapsed()))
+        }
+    }
+}
+
+/// The project and bucket of `--remote`: the flags, else codebuild.yml's project name for the
+/// layer and samconfig.toml's bucket.
+fn remote_target(flags: &BuildLayer, settings: &Settings) -> anyhow::Result<remote::RemoteTarget> {
+    let sam = crate::deploy::SamConfig::read(&settings.source_dir.join("samconfig.toml"))?;
+    let project = flags
+        .project
+        .clone()
+        .unwrap_or_else(|| format!("{}-layer", settings.target.short_name()));
+    let Some(bucket) = flags.bucket.clone().or(sam.s3_bucket) else {
+        bail!("--remote needs a bucket for the source and the artifact: pass --bucket (the codebuild.yml stack's ArtifactBucket) or set s3_bucket in samconfig.toml");
+    };
+    Ok(remote::RemoteTarget {
+        project,
+        bucket,
+        profile: sam.profile,
+        region: sam.region,
+    })
+}
+
+async fn execute_remotely_and_package(
+    plan: &Plan,
+    executor: &remote::CodeBuildExecutor<'_>,
+    log: &Log,
+) -> anyhow::Result<(Outcome, Option<Packaged>)> {
+    let staging = Staging::create(&plan.out_dir)?;
+    let (started, _) = tokio::sync::oneshot::channel();
+    let mut outcome = executor.execute(plan, staging, started).await?;
+    let packaged = match &outcome.artifacts {
+        Some(artifacts) => package::package(plan, artifacts, ImportTest::Skip, log).await,
+        None => Ok(None),
+    };
+    let packaged = packaged.unwrap_or_else(|e| {
+        outcome.failure = Some(format!("packaging the layer: {e:#}"));
+        None
+    });
+    Ok((outcome, packaged))
 }
 
 /// Whether the daemon runs the build's architecture natively; an emulated build is said so (it

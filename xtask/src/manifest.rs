@@ -38,6 +38,17 @@ pub struct Manifest {
     pub built_at: String,
     /// Problems found after the build (size limits); deploy refuses a layer with any error.
     pub verification: Verification,
+    /// Where the build ran when it ran remotely (`build-layer --remote`); absent for a local one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built_by: Option<RemoteBuild>,
+}
+
+/// A build CodeBuild ran: its project, its ARN and the image it reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteBuild {
+    pub project: String,
+    pub build_arn: String,
+    pub image: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -161,6 +172,7 @@ mod tests {
                 passed: true,
                 ..Default::default()
             },
+            built_by: None,
         }
     }
 

@@ -261,6 +261,7 @@ fn combined_manifest(
         git_revision: cells[0].manifest.git_revision.clone(),
         built_at: crate::util::UtcTime::now().rfc3339(),
         verification: verify::to_verification(diagnostics),
+        built_by: None,
     }
 }
 
@@ -305,6 +306,7 @@ mod tests {
                 passed: true,
                 ..Default::default()
             },
+            built_by: None,
         };
         let manifest_path = out.join(format!("{stem}.json"));
         manifest.write(&manifest_path).unwrap();

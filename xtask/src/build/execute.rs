@@ -25,6 +25,8 @@ pub struct Artifacts {
     /// Identifiers of the secondary artifacts, each in [`Staging::secondary`].
     pub secondary: Vec<String>,
     pub staging: Staging,
+    /// Where the build ran, when not here (recorded in the manifest).
+    pub built_by: Option<crate::manifest::RemoteBuild>,
 }
 
 /// What running the phases produced.

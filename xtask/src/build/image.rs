@@ -25,6 +25,19 @@ pub struct ImageFacts {
     pub architecture: String,
 }
 
+impl ImageFacts {
+    /// An image CodeBuild runs (`--remote`): nothing is known of it here; its id names where it
+    /// runs, so a remote build's key differs from a local one's.
+    pub fn remote(project: &str, image: &str, arch: &str) -> ImageFacts {
+        ImageFacts {
+            id: format!("codebuild:{project}:{image}"),
+            python: None,
+            glibc: None,
+            architecture: arch.to_string(),
+        }
+    }
+}
+
 /// Prints one line: the major, minor and glibc version of the first Python on PATH.
 const PROBE: &str = r#"for p in python3 python; do
   command -v "$p" >/dev/null 2>&1 || continue

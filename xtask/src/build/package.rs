@@ -52,7 +52,14 @@ pub async fn package(
         log.line(&diagnostic.headline());
     }
     let passed = !diagnostics.iter().any(Diagnostic::is_error);
-    land(plan, zipped, diagnostics, passed).map(Some)
+    land(
+        plan,
+        zipped,
+        diagnostics,
+        passed,
+        artifacts.built_by.clone(),
+    )
+    .map(Some)
 }
 
 /// The layer's tree: the staged primary artifact, or, when that is a single zip the build made
@@ -186,6 +193,7 @@ fn land(
     zipped: Zipped,
     diagnostics: Vec<Diagnostic>,
     passed: bool,
+    built_by: Option<crate::manifest::RemoteBuild>,
 ) -> anyhow::Result<Packaged> {
     let final_zip = plan.zip_path();
     let layer_zip = if passed {
@@ -209,7 +217,8 @@ fn land(
     if !passed {
         let _ = std::fs::remove_file(&final_zip);
     }
-    let manifest = manifest(plan, &layer, &diagnostics);
+    let mut manifest = manifest(plan, &layer, &diagnostics);
+    manifest.built_by = built_by;
     manifest.write(&plan.manifest_path())?;
     Ok(Packaged {
         zip: layer,
@@ -262,5 +271,6 @@ fn manifest(plan: &Plan, zip: &ZipSummary, diagnostics: &[Diagnostic]) -> Manife
         git_revision: plan.git_revision.clone(),
         built_at: crate::util::UtcTime::now().rfc3339(),
         verification: verify::to_verification(diagnostics),
+        built_by: None,
     }
 }

@@ -148,6 +148,10 @@ pub struct Plan {
     pub image: String,
     pub image_id: String,
     pub buildspec: Buildspec,
+    /// The buildspec as written (what a remote build sends).
+    pub buildspec_text: String,
+    /// The names in `variables` given outside the buildspec: the cell's, `--env`, `--env-file`.
+    pub provided: Vec<String>,
     pub out_dir: PathBuf,
     /// Where the source is in the container (`CODEBUILD_SRC_DIR`).
     pub src_dir: String,
@@ -185,9 +189,10 @@ pub fn plan(inputs: Inputs) -> anyhow::Result<Plan> {
         runtime: inputs.runtime,
         arch: settings.arch.clone(),
     };
-    let user_variables = inputs
-        .user
-        .with_project(&variables::cell_variables(&cell, inputs.lock.as_deref()));
+    let cell_variables = variables::cell_variables(&cell, inputs.lock.as_deref());
+    let user_variables = inputs.user.with_project(&cell_variables);
+    let mut provided = inputs.user.provided.clone();
+    provided.extend(cell_variables.0.iter().map(|(name, _)| name.clone()));
     let src_dir = format!(
         "{OUTPUT_ROOT}/src{}/src",
         source_number(settings.target.short_name())
@@ -232,6 +237,8 @@ pub fn plan(inputs: Inputs) -> anyhow::Result<Plan> {
         image: settings.image.clone(),
         image_id: inputs.image.id.clone(),
         buildspec: settings.buildspec.clone(),
+        buildspec_text: settings.buildspec_text.clone(),
+        provided,
         out_dir: settings.out_dir.clone(),
         cache: cache_plan(
             &settings.buildspec,
@@ -326,6 +333,17 @@ fn project_id(source_dir: &std::path::Path, runtime: &str, arch: &str) -> String
 }
 
 impl Plan {
+    /// The variables given outside the buildspec, with their values (a remote build sends them
+    /// as overrides; CodeBuild sets its own).
+    pub fn provided_variables(&self) -> Vec<(String, String)> {
+        self.variables
+            .0
+            .iter()
+            .filter(|(name, _)| self.provided.contains(name))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect()
+    }
+
     /// The plan with the build number it was given when it started (see
     /// `variables::claim_build_number`): outside the build key, like the whole invocation.
     pub fn numbered(mut self, number: u64) -> Plan {

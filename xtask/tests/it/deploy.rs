@@ -110,6 +110,7 @@ impl Fixture {
                 passed: true,
                 ..Default::default()
             },
+            built_by: None,
         };
         manifest
             .write(&self.out_dir().join(format!("{stem}.json")))

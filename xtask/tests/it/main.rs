@@ -14,6 +14,7 @@ mod lint_corpus;
 mod matrix;
 mod moto_smoke;
 mod no_panic;
+mod remote;
 mod security;
 mod support;
 mod tidy;

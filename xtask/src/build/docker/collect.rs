@@ -111,6 +111,7 @@ pub async fn artifacts(
         primary,
         secondary,
         staging,
+        built_by: None,
     })
 }
 

@@ -1,0 +1,294 @@
+//! `build-layer --remote` against a CodeBuild stand-in (`scripts/codebuild-standin.py`, which
+//! runs each started build with the local Docker executor, logs to moto's CloudWatch Logs and
+//! uploads the artifact to moto's S3): the remote layer is the local layer (`compare`), deploy
+//! publishes it, a failing remote build fails as a local one does, Ctrl-C stops it, and a missing
+//! project is one line.
+
+use crate::build_layer::{summary, LAYER_TEMPLATE};
+use crate::support;
+
+use std::io::BufRead as _;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The stand-in CodeBuild, answering for one project; stopped when dropped.
+struct CodeBuild {
+    child: Child,
+    endpoint: String,
+}
+
+impl CodeBuild {
+    fn start(project: &str) -> CodeBuild {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("root");
+        let python = std::env::var("LAYER_TEST_PYTHON").unwrap_or_else(|_| {
+            root.join("target/moto-venv/bin/python")
+                .display()
+                .to_string()
+        });
+        let mut child = Command::new(python)
+            .arg(root.join("scripts/codebuild-standin.py"))
+            .args(["--xtask", env!("CARGO_BIN_EXE_xtask"), "--project", project])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the CodeBuild stand-in");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the stand-in's port");
+        let port = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("the stand-in said {line:?}"))
+            .to_string();
+        CodeBuild {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for CodeBuild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unique(tag: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |age| age.as_nanos());
+    format!("xt-{tag}-{}-{:x}", std::process::id(), nanos % (1 << 40))
+}
+
+/// A project whose layer is `name`, with `buildspec`, and a bucket for it in moto.
+fn project(name: &str, buildspec: &str) -> (tempfile::TempDir, String) {
+    let dir = crate::build_layer::project(buildspec, &[]);
+    let template = LAYER_TEMPLATE.replace("test-layer", name);
+    std::fs::write(dir.path().join("template.yaml"), template).expect("template");
+    let bucket = unique("remote");
+    support::block_on(async {
+        let config = xtask::aws::sdk_config(None, None).await;
+        xtask::aws::s3_client(&config)
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("create bucket");
+    });
+    (dir, bucket)
+}
+
+fn xtask(codebuild: &CodeBuild, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    command
+        .args(args)
+        .env("AWS_ENDPOINT_URL_CODEBUILD", &codebuild.endpoint);
+    command
+}
+
+fn remote_build(codebuild: &CodeBuild, dir: &Path, bucket: &str, extra: &[&str]) -> Output {
+    let source = dir.display().to_string();
+    let image = support::standin_image();
+    let mut args = vec![
+        "build-layer",
+        "--remote",
+        "--bucket",
+        bucket,
+        "--source",
+        &source,
+        "--image",
+        &image,
+        "--json",
+    ];
+    args.extend(extra);
+    xtask(codebuild, &args).output().expect("run xtask")
+}
+
+const LAYER_SPEC: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p layer/python/remote_pkg\n      - echo 'VALUE = 42' > layer/python/remote_pkg/__init__.py\n      - echo \"built in $CODEBUILD_BUILD_ID with GREETING=$GREETING\"\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
+
+fn ready() -> bool {
+    support::docker_ready() && support::moto_endpoint().is_some()
+}
+
+#[test]
+fn a_remote_build_is_the_local_layer_and_deploy_publishes_it() {
+    if !ready() {
+        return;
+    }
+    let name = unique("rl");
+    let codebuild = CodeBuild::start(&format!("{name}-layer"));
+    let (dir, bucket) = project(&name, LAYER_SPEC);
+    let output = remote_build(
+        &codebuild,
+        dir.path(),
+        &bucket,
+        &["--env", "GREETING=hello"],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let remote = summary(&output);
+    assert_eq!(remote["status"], "SUCCEEDED", "{remote:#}\n{stderr}");
+    // The build's log came through CloudWatch Logs, with the --env override applied there.
+    assert!(stderr.contains("with GREETING=hello"), "{stderr}");
+    assert!(stderr.contains("started arn:aws:codebuild:"), "{stderr}");
+    let phases = remote["phases"].to_string();
+    assert!(
+        phases.contains("\"BUILD\"") && phases.contains("SUCCEEDED"),
+        "{phases}"
+    );
+    let manifest_path = dir.path().join(format!("target/layer/{name}.json"));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).expect("manifest"))
+            .expect("json");
+    assert_eq!(manifest["built_by"]["project"], format!("{name}-layer"));
+
+    // The same build here: the same layer.
+    let local_out = dir.path().join("local");
+    let local = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "build-layer",
+            "--json",
+            "--image",
+            &support::standin_image(),
+        ])
+        .arg("--source")
+        .arg(dir.path())
+        .arg("--out-dir")
+        .arg(&local_out)
+        .output()
+        .expect("local build");
+    assert_eq!(summary(&local)["status"], "SUCCEEDED");
+    let compared = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("compare")
+        .arg(&manifest_path)
+        .arg(local_out.join(format!("{name}.json")))
+        .output()
+        .expect("compare");
+    let report = String::from_utf8_lossy(&compared.stdout);
+    assert_eq!(compared.status.code(), Some(0), "{report}");
+
+    // deploy does not care where it ran; the second deploy is up to date.
+    let template = dir.path().join("template.yaml").display().to_string();
+    let out_dir = dir.path().join("target/layer").display().to_string();
+    let deploy = |codebuild: &CodeBuild| {
+        let output = xtask(
+            codebuild,
+            &[
+                "deploy",
+                "--template",
+                &template,
+                "--out-dir",
+                &out_dir,
+                "--json",
+            ],
+        )
+        .output()
+        .expect("deploy");
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(
+            output.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_str::<serde_json::Value>(&text).expect("deploy json")
+    };
+    assert_eq!(deploy(&codebuild)["status"], "published");
+    assert_eq!(deploy(&codebuild)["status"], "up_to_date");
+}
+
+#[test]
+fn a_failing_remote_build_fails_as_a_local_one_does() {
+    if !ready() {
+        return;
+    }
+    let name = unique("rf");
+    let codebuild = CodeBuild::start(&format!("{name}-layer"));
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo about to fail\n      - exit 3\nartifacts:\n  files: ['**/*']\n";
+    let (dir, bucket) = project(&name, spec);
+    let output = remote_build(&codebuild, dir.path(), &bucket, &[]);
+    let s = summary(&output);
+    assert_eq!(output.status.code(), Some(1), "{s:#}");
+    assert_eq!(s["status"], "FAILED");
+    let build = s["phases"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["phase"] == "BUILD").cloned())
+        .unwrap_or_else(|| panic!("no BUILD phase: {s:#}"));
+    assert_eq!(build["status"], "FAILED");
+    assert!(!dir.path().join(format!("target/layer/{name}.zip")).exists());
+}
+
+#[test]
+fn sigint_stops_the_remote_build() {
+    if !ready() {
+        return;
+    }
+    let name = unique("rs");
+    let codebuild = CodeBuild::start(&format!("{name}-layer"));
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo sleeping\n      - sleep 120\nartifacts:\n  files: ['**/*']\n";
+    let (dir, bucket) = project(&name, spec);
+    let source = dir.path().display().to_string();
+    let image = support::standin_image();
+    let args = [
+        "build-layer",
+        "--remote",
+        "--bucket",
+        &bucket,
+        "--source",
+        &source,
+        "--image",
+        &image,
+        "--json",
+    ];
+    let mut child = xtask(&codebuild, &args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    while !seen.contains("sleeping") {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).expect("read") == 0 {
+            panic!("the build ended before its sleep:\n{seen}");
+        }
+        seen.push_str(&line);
+    }
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").args(["-INT", &pid]).status();
+    assert!(killed.expect("kill").success());
+    let started = Instant::now();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(rest.contains("stopping the CodeBuild build"), "{rest}");
+}
+
+#[test]
+fn a_project_codebuild_does_not_know_is_one_line() {
+    if !ready() {
+        return;
+    }
+    let codebuild = CodeBuild::start("some-other-project");
+    let (dir, bucket) = project(&unique("rp"), LAYER_SPEC);
+    let output = remote_build(
+        &codebuild,
+        dir.path(),
+        &bucket,
+        &["--project", "no-such-project"],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let error = stderr.lines().last().unwrap_or_default();
+    assert!(
+        error.starts_with("error: ")
+            && error.contains("no-such-project")
+            && error.contains("codebuild:StartBuild"),
+        "{stderr}"
+    );
+}
