@@ -375,7 +375,8 @@ async fn build_with(
 }
 
 /// `--remote`: the same stages, with CodeBuild as the executor. No local Docker is needed: the
-/// image is CodeBuild's to pull, and the import test (which needs it here) is skipped.
+/// image is CodeBuild's to pull; the import test runs here in the same image when Docker is
+/// reachable and has (or can pull) it, and is skipped, said so, otherwise.
 async fn build_remote(
     flags: &BuildLayer,
     settings: &Settings,
@@ -391,8 +392,12 @@ async fn build_remote(
     let image = image::ImageFacts::remote(&target.project, &settings.image, &settings.arch);
     let runtime = target_runtime(settings, &image, log)?;
     let lock = cell_lock(settings, runtime, &source)?;
+    let import_test = match flags.no_import_test {
+        true => None,
+        false => import_test_here(settings, log).await,
+    };
     let mut options = options(flags, settings, emulation::Emulation::Native);
-    options.import_test = false;
+    options.import_test = import_test.is_some();
     let plan = prepare::plan(Inputs {
         settings,
         image: &image,
@@ -417,7 +422,6 @@ async fn build_remote(
     let _lock = lock_out_dir(&plan.out_dir, &plan.layer.file_stem())?;
     let number = variables::claim_build_number(&plan.out_dir)?;
     let plan = plan.numbered(number);
-    log.line("import test: skipped for a remote build (it needs the build image on this machine); the static checks run");
     let executor = remote::CodeBuildExecutor {
         clients: &clients,
         target: &target,
@@ -425,7 +429,7 @@ async fn build_remote(
         running: Default::default(),
     };
     tokio::select! {
-        result = execute_remotely_and_package(&plan, &executor, log) => {
+        result = execute_remotely_and_package(&plan, &executor, import_test.as_ref(), log) => {
             let (outcome, packaged) = result?;
             Ok(Summary::new(&plan, outcome, packaged, started.elapsed()))
         }
@@ -460,16 +464,48 @@ fn remote_target(flags: &BuildLayer, settings: &Settings) -> anyhow::Result<remo
     })
 }
 
+/// The local Docker daemon and the build image's slowdown here, when the import test of a remote
+/// build can run on this machine; `None`, said so, when it cannot.
+async fn import_test_here(settings: &Settings, log: &Log) -> Option<(Engine, u32)> {
+    let skipped = |why: String| {
+        log.line(&format!(
+            "import test: skipped for this remote build ({why}); the static checks run"
+        ));
+        None
+    };
+    let engine = match Engine::connect().await {
+        Ok(engine) => engine,
+        Err(e) => return skipped(format!("no Docker here: {e}")),
+    };
+    if let Err(e) = image::inspect(&engine, &settings.image, &settings.arch, log).await {
+        return skipped(format!("the build image is not available here: {e:#}"));
+    }
+    match check_emulation(&engine, settings, log).await {
+        Ok(emulation) => Some((engine, emulation.slowdown())),
+        Err(e) => skipped(format!("{e:#}")),
+    }
+}
+
 async fn execute_remotely_and_package(
     plan: &Plan,
     executor: &remote::CodeBuildExecutor<'_>,
+    import_test: Option<&(Engine, u32)>,
     log: &Log,
 ) -> anyhow::Result<(Outcome, Option<Packaged>)> {
     let staging = Staging::create(&plan.out_dir)?;
     let (started, _) = tokio::sync::oneshot::channel();
     let mut outcome = executor.execute(plan, staging, started).await?;
+    let import_test = match import_test {
+        Some((engine, slowdown)) => ImportTest::Run {
+            engine,
+            image: &plan.image,
+            ready: None,
+            slowdown: *slowdown,
+        },
+        None => ImportTest::Skip,
+    };
     let packaged = match &outcome.artifacts {
-        Some(artifacts) => package::package(plan, artifacts, ImportTest::Skip, log).await,
+        Some(artifacts) => package::package(plan, artifacts, import_test, log).await,
         None => Ok(None),
     };
     let packaged = packaged.unwrap_or_else(|e| {

@@ -135,6 +135,8 @@ fn a_remote_build_is_the_local_layer_and_deploy_publishes_it() {
     // The build's log came through CloudWatch Logs, with the --env override applied there.
     assert!(stderr.contains("with GREETING=hello"), "{stderr}");
     assert!(stderr.contains("started arn:aws:codebuild:"), "{stderr}");
+    // Verified as a local build is: the import test ran here, in the same image.
+    assert!(stderr.contains("1 modules imported, 0 failed"), "{stderr}");
     let phases = remote["phases"].to_string();
     assert!(
         phases.contains("\"BUILD\"") && phases.contains("SUCCEEDED"),
