@@ -173,10 +173,16 @@ class Server:
             command += ["--image", request["imageOverride"]]
         if request.get("timeoutInMinutesOverride"):
             command += ["--timeout-minutes", str(request["timeoutInMinutesOverride"])]
-        for variable in request.get("environmentVariablesOverride", []):
-            if variable.get("type", "PLAINTEXT") != "PLAINTEXT":
-                raise ApiError(400, "InvalidInputException", "only PLAINTEXT variables in the stand-in")
-            command += ["--env", f"{variable['name']}={variable['value']}"]
+        # In a file, never on a command line (values may be secrets).
+        env_file = os.path.join(work, "env")
+        with open(env_file, "w") as f:
+            for variable in request.get("environmentVariablesOverride", []):
+                if variable.get("type", "PLAINTEXT") != "PLAINTEXT":
+                    raise ApiError(400, "InvalidInputException", "only PLAINTEXT variables in the stand-in")
+                if "\n" in variable["value"]:
+                    raise ApiError(400, "InvalidInputException", "a multi-line value in the stand-in")
+                f.write(f"{variable['name']}={variable['value']}\n")
+        command += ["--env-file", env_file]
         build.enter("INSTALL")
         build.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         stdout = []

@@ -387,7 +387,7 @@ async fn build_remote(
 ) -> anyhow::Result<Summary> {
     let source = Source::discover(&settings.source_dir, source_files(flags))?;
     warn_untracked(&source, log);
-    let target = remote_target(flags, settings)?;
+    let target = remote_target(flags, settings).await?;
     let clients = remote::Clients::new(&target).await?;
     let image = image::ImageFacts::remote(&target.project, &settings.image, &settings.arch);
     let runtime = target_runtime(settings, &image, log)?;
@@ -445,19 +445,37 @@ async fn build_remote(
     }
 }
 
-/// The project and bucket of `--remote`: the flags, else codebuild.yml's project name for the
-/// layer and samconfig.toml's bucket.
-fn remote_target(flags: &BuildLayer, settings: &Settings) -> anyhow::Result<remote::RemoteTarget> {
+/// The project and bucket of `--remote`: the flags, else samconfig.toml's bucket, else the
+/// outputs of the stack `deploy-stack` made from codebuild.yml (`<LayerName>-codebuild`), else
+/// the project name codebuild.yml gives (`<LayerName>-layer`).
+async fn remote_target(
+    flags: &BuildLayer,
+    settings: &Settings,
+) -> anyhow::Result<remote::RemoteTarget> {
     let sam = crate::deploy::SamConfig::read(&settings.source_dir.join("samconfig.toml"))?;
-    let project = flags
-        .project
-        .clone()
-        .unwrap_or_else(|| format!("{}-layer", settings.target.short_name()));
-    let Some(bucket) = flags.bucket.clone().or(sam.s3_bucket) else {
-        bail!("--remote needs a bucket for the source and the artifact: pass --bucket (the codebuild.yml stack's ArtifactBucket) or set s3_bucket in samconfig.toml");
+    let layer = settings.target.short_name();
+    let mut project = flags.project.clone();
+    let mut bucket = flags.bucket.clone().or(sam.s3_bucket);
+    if project.is_none() || bucket.is_none() {
+        let stack = format!("{layer}-codebuild");
+        let outputs =
+            crate::stack::stack_outputs(&stack, sam.profile.as_deref(), sam.region.as_deref())
+                .await
+                .unwrap_or_default();
+        let output = |key: &str| {
+            outputs
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        project = project.or_else(|| output("ProjectName"));
+        bucket = bucket.or_else(|| output("ArtifactBucketName"));
+    }
+    let Some(bucket) = bucket else {
+        bail!("--remote needs a bucket for the source and the artifact: pass --bucket, set s3_bucket in samconfig.toml, or create the CodeBuild stack with `cargo xtask deploy-stack` (its ArtifactBucketName output is used)");
     };
     Ok(remote::RemoteTarget {
-        project,
+        project: project.unwrap_or_else(|| format!("{layer}-layer")),
         bucket,
         profile: sam.profile,
         region: sam.region,
@@ -741,7 +759,14 @@ async fn user_input(flags: &BuildLayer, settings: &Settings) -> anyhow::Result<U
         stores: Vec::new(),
     };
     let missing = user.unresolved_secrets();
-    if !missing.is_empty() && flags.resolve_secrets {
+    if flags.remote {
+        // CodeBuild resolves the buildspec's secrets itself; a value given here would go to
+        // StartBuild in plain text (and win over CodeBuild's own).
+        let declared = user.secret_names();
+        if let Some(name) = user.provided_names().iter().find(|n| declared.contains(n)) {
+            bail!("{name} is a secret of the buildspec (parameter-store / secrets-manager): with --remote CodeBuild fetches it itself, and a value given here would be sent to StartBuild in plain text: drop it from --env/--env-file");
+        }
+    } else if !missing.is_empty() && flags.resolve_secrets {
         let mut wanted = settings.buildspec.env.clone();
         wanted
             .parameter_store

@@ -23,6 +23,7 @@ pub(crate) mod progress;
 pub mod report;
 pub mod rules;
 pub mod runtime;
+pub mod stack;
 pub(crate) mod template;
 pub mod util;
 pub mod verify;

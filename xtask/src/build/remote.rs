@@ -5,6 +5,7 @@
 //! it), and stages the artifact CodeBuild uploaded: `package` takes it from there, as for a local
 //! build.
 
+mod logs;
 mod source_zip;
 
 use std::path::Path;
@@ -13,8 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use aws_sdk_codebuild::types::{
-    ArtifactNamespace, ArtifactPackaging, ArtifactsType, Build, EnvironmentType,
-    EnvironmentVariable, EnvironmentVariableType, ProjectArtifacts, SourceType, StatusType,
+    ArtifactNamespace, ArtifactPackaging, ArtifactsType, Build, CacheType, EnvironmentType,
+    EnvironmentVariable, EnvironmentVariableType, ProjectArtifacts, ProjectCache, SourceType,
+    StatusType,
 };
 
 use super::execute::{Artifacts, Executor, Outcome, PhaseResult};
@@ -24,6 +26,7 @@ use super::staging::Staging;
 use crate::aws::{self, Failure};
 use crate::buildspec::PhaseName;
 use crate::manifest::RemoteBuild;
+use logs::LogCursor;
 
 /// Where a remote build runs: the CodeBuild project and the bucket its sources and artifacts go
 /// through.
@@ -88,13 +91,42 @@ impl Executor for CodeBuildExecutor<'_> {
             build.arn().unwrap_or(&id),
             self.target.project
         ));
-        let build = self.follow(&id, plan.options.timeout).await?;
+        // Whatever goes wrong from here (the network, a bound), the build does not run on.
+        let arn = build.arn().unwrap_or(&id).to_string();
+        let outcome = match self.follow(&id, plan.options.timeout).await {
+            Ok(Followed::Completed(build)) => {
+                self.outcome(plan, &build, &artifact_key, staging).await
+            }
+            Ok(Followed::GaveUp(reason)) => {
+                stop(self.clients, &id).await;
+                self.log.container(&reason);
+                Ok(Outcome {
+                    failure: Some(reason),
+                    executor: "codebuild",
+                    ..Outcome::default()
+                })
+            }
+            Err(e) => {
+                stop(self.clients, &id).await;
+                Err(e.context(format!("following the CodeBuild build {arn} (stopped)")))
+            }
+        };
         if let Ok(mut running) = self.running.lock() {
             *running = None;
         }
-        self.outcome(plan, &build, &artifact_key, staging).await
+        outcome
     }
 }
+
+/// How following a build ended.
+enum Followed {
+    Completed(Box<Build>),
+    /// It waited in the queue, or ran, longer than allowed: stopped, a failure of the build.
+    GaveUp(String),
+}
+
+/// Consecutive BatchGetBuilds failures (throttling, the network) tolerated while following.
+const MAX_POLL_FAILURES: u32 = 5;
 
 impl CodeBuildExecutor<'_> {
     /// The source set as a zip at `<LayerName>/remote/sources/<sha256>.zip`, uploaded unless an
@@ -120,7 +152,8 @@ impl CodeBuildExecutor<'_> {
             }
             Ok(_) => {}
             Err(e) => match aws::classify(&e) {
-                Failure::NotFound => {}
+                // Without s3:ListBucket a missing key answers 403: PutObject tells the truth.
+                Failure::NotFound | Failure::AccessDenied => {}
                 failure => {
                     let url = format!("s3://{bucket}/{key}");
                     return Err(aws::explain_failure(
@@ -171,8 +204,14 @@ impl CodeBuildExecutor<'_> {
             "arm64" => EnvironmentType::ArmContainer,
             _ => EnvironmentType::LinuxContainer,
         };
-        let minutes = (plan.options.timeout.as_secs() / 60).clamp(5, 2160);
-        let started = self
+        let asked = plan.options.timeout.as_secs() / 60;
+        let minutes = asked.clamp(5, 2160);
+        if minutes != asked {
+            self.log.warning(&format!(
+                "CodeBuild's build timeout is 5 to 2160 minutes: {minutes}, not {asked}"
+            ));
+        }
+        let mut request = self
             .clients
             .codebuild
             .start_build()
@@ -185,42 +224,63 @@ impl CodeBuildExecutor<'_> {
             .set_environment_variables_override(Some(variables(plan)?))
             .artifacts_override(artifacts)
             .timeout_in_minutes_override(minutes as i32)
-            .send()
-            .await
-            .map_err(|e| {
-                let project = &self.target.project;
-                aws::explain(
-                    &e,
-                    "codebuild:StartBuild",
-                    &format!("the CodeBuild project {project}"),
-                )
-            })?;
+            .queued_timeout_in_minutes_override((MAX_QUEUED.as_secs() / 60) as i32);
+        if !plan.options.cache {
+            let none = ProjectCache::builder()
+                .r#type(CacheType::NoCache)
+                .build()
+                .context("the cache override")?;
+            request = request.cache_override(none);
+        }
+        let project = &self.target.project;
+        let started = request.send().await.map_err(|e| {
+            if format!("{e:?}").contains("AccountLimitExceeded") {
+                return anyhow::anyhow!("CodeBuild refused to start a build of {project}: another build of it is running or queued (its concurrent build limit), or the account's build quota is reached");
+            }
+            aws::explain(&e, "codebuild:StartBuild", &format!("the CodeBuild project {project}"))
+        })?;
         started
             .build_value
             .ok_or_else(|| anyhow::anyhow!("StartBuild returned no build"))
     }
 
-    /// Polls the build (with backoff) and prints its log as it arrives, until it completes.
-    async fn follow(&self, id: &str, timeout: Duration) -> anyhow::Result<Build> {
+    /// Polls the build (with backoff) and prints its log as it arrives, until it completes, or
+    /// waits in the queue or runs longer than allowed.
+    async fn follow(&self, id: &str, timeout: Duration) -> anyhow::Result<Followed> {
         let started = Instant::now();
         let mut log = LogCursor::default();
         let mut delay = Duration::from_millis(500);
+        let mut failures = 0;
         loop {
-            let build = self.describe(id).await?;
+            let build = match self.describe(id).await {
+                Ok(build) => build,
+                Err(_) if failures < MAX_POLL_FAILURES => {
+                    failures += 1;
+                    tokio::time::sleep(delay * (1 << failures)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            failures = 0;
             if let Some(logs) = build.logs() {
                 log.drain(&self.clients.logs, logs, self.log).await;
             }
             if build.build_complete() {
-                return Ok(build);
+                if let Some(logs) = build.logs() {
+                    log.drain_the_rest(&self.clients.logs, logs, self.log).await;
+                }
+                return Ok(Followed::Completed(Box::new(build)));
             }
             let queued = matches!(build.current_phase(), Some("SUBMITTED" | "QUEUED"));
             if queued && started.elapsed() > MAX_QUEUED {
-                stop(self.clients, id).await;
-                bail!("the build {id} waited in CodeBuild's queue for more than {} minutes: stopped (a concurrent-build quota, or no capacity for the compute type)", MAX_QUEUED.as_secs() / 60);
+                let minutes = MAX_QUEUED.as_secs() / 60;
+                return Ok(Followed::GaveUp(format!("the build waited in CodeBuild's queue for more than {minutes} minutes: stopped (a concurrent-build quota, or no capacity for the compute type)")));
             }
             if started.elapsed() > timeout + MAX_QUEUED {
-                stop(self.clients, id).await;
-                bail!("the build {id} did not complete within its timeout: stopped");
+                let minutes = timeout.as_secs() / 60;
+                return Ok(Followed::GaveUp(format!(
+                    "the build did not complete within its {minutes} minutes (TIMED_OUT): stopped"
+                )));
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 3 / 2).min(Duration::from_secs(5));
@@ -254,6 +314,7 @@ impl CodeBuildExecutor<'_> {
     ) -> anyhow::Result<Outcome> {
         let phases = phases(build);
         let status = build.build_status().cloned();
+        let failed_elsewhere = failed_phase(build);
         let phases_succeeded = phases.iter().all(|p| p.succeeded)
             && !matches!(
                 status,
@@ -263,7 +324,7 @@ impl CodeBuildExecutor<'_> {
             phases,
             phases_succeeded,
             executor: "codebuild",
-            exported: exported(build),
+            exported: exported(build, plan),
             ..Outcome::default()
         };
         match status {
@@ -271,15 +332,23 @@ impl CodeBuildExecutor<'_> {
             Some(StatusType::Failed) if !phases_succeeded => return Ok(outcome),
             other => {
                 let status = other.map_or("UNKNOWN".to_string(), |s| s.as_str().to_string());
-                outcome.failure = Some(format!("the CodeBuild build ended {status}"));
+                let place = failed_elsewhere.unwrap_or_default();
+                outcome.failure = Some(format!("the CodeBuild build ended {status}{place}"));
                 return Ok(outcome);
             }
         }
         if plan.buildspec.artifacts.is_none() {
             return Ok(outcome);
         }
-        let zip = staging.path().join("artifact.zip");
+        // On disk, not in the staging area (which may be memory): up to MAX_ARTIFACT_BYTES.
+        let zip = tempfile::Builder::new()
+            .prefix(".artifact-")
+            .suffix(".zip")
+            .tempfile_in(&plan.out_dir)
+            .context("cannot create the artifact's download file")?
+            .into_temp_path();
         self.download(artifact_key, &zip).await?;
+        self.remove_artifact(artifact_key).await;
         let symlinks = plan
             .buildspec
             .artifacts
@@ -288,7 +357,7 @@ impl CodeBuildExecutor<'_> {
         let primary = crate::artifacts::unzip(&zip, &staging.primary(), symlinks).map_err(|e| {
             anyhow::anyhow!("the artifact of {}: {e}", build.id().unwrap_or_default())
         })?;
-        std::fs::remove_file(&zip).ok();
+        drop(zip);
         outcome.artifacts = Some(Artifacts {
             primary,
             secondary: Vec::new(),
@@ -303,6 +372,24 @@ impl CodeBuildExecutor<'_> {
             }),
         });
         Ok(outcome)
+    }
+
+    /// The artifact, once downloaded, is not kept in the bucket (a failure is only said).
+    async fn remove_artifact(&self, key: &str) {
+        let bucket = &self.target.bucket;
+        let removed = self
+            .clients
+            .s3
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await;
+        if let Err(e) = removed {
+            let url = format!("s3://{bucket}/{key}");
+            self.log
+                .warning(&format!("{:#}", aws::explain(&e, "s3:DeleteObject", &url)));
+        }
     }
 
     /// The artifact zip, streamed to `to` within [`MAX_ARTIFACT_BYTES`].
@@ -393,54 +480,44 @@ fn phases(build: &Build) -> Vec<PhaseResult> {
         .collect()
 }
 
-fn exported(build: &Build) -> Vec<(String, Option<String>)> {
+/// ` in DOWNLOAD_SOURCE: <CodeBuild's message>` for the phase that failed, when one did.
+fn failed_phase(build: &Build) -> Option<String> {
+    let phase = build.phases().iter().find(|p| {
+        matches!(
+            p.phase_status(),
+            Some(StatusType::Failed | StatusType::Fault | StatusType::TimedOut)
+        )
+    })?;
+    let name = phase.phase_type()?.as_str();
+    let message = phase
+        .contexts()
+        .iter()
+        .filter_map(|c| c.message())
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some(format!(" in {name}: {message}"))
+}
+
+/// The exported variables CodeBuild reports; a buildspec secret's value (CodeBuild fetched it,
+/// this machine never knew it to mask it) is replaced by `***`.
+fn exported(build: &Build, plan: &Plan) -> Vec<(String, Option<String>)> {
+    let env = &plan.buildspec.env;
+    let secret = |name: &str| {
+        env.parameter_store
+            .iter()
+            .chain(&env.secrets_manager)
+            .any(|(n, _)| n.value == name)
+    };
     build
         .exported_environment_variables()
         .iter()
-        .filter_map(|v| Some((v.name()?.to_string(), v.value().map(str::to_string))))
-        .collect()
-}
-
-/// Where the build's log has been read up to.
-#[derive(Default)]
-struct LogCursor {
-    token: Option<String>,
-}
-
-impl LogCursor {
-    /// Prints the log events that arrived since the last call. A stream that does not exist yet
-    /// (the build has not started) or cannot be read is tried again at the next poll.
-    async fn drain(
-        &mut self,
-        logs: &aws_sdk_cloudwatchlogs::Client,
-        config: &aws_sdk_codebuild::types::LogsLocation,
-        log: &Log,
-    ) {
-        let (Some(group), Some(stream)) = (config.group_name(), config.stream_name()) else {
-            return;
-        };
-        loop {
-            let page = logs
-                .get_log_events()
-                .log_group_name(group)
-                .log_stream_name(stream)
-                .start_from_head(true)
-                .set_next_token(self.token.clone())
-                .send()
-                .await;
-            let Ok(page) = page else {
-                return;
+        .filter_map(|v| {
+            let name = v.name()?.to_string();
+            let value = match secret(&name) {
+                true => v.value().map(|_| "***".to_string()),
+                false => v.value().map(str::to_string),
             };
-            for event in page.events() {
-                for line in event.message().unwrap_or_default().lines() {
-                    log.line(line);
-                }
-            }
-            let next = page.next_forward_token().map(str::to_string);
-            if next.is_none() || next == self.token {
-                return;
-            }
-            self.token = next;
-        }
-    }
+            Some((name, value))
+        })
+        .collect()
 }

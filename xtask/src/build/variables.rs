@@ -210,6 +210,16 @@ impl UserVariables<'_> {
         self.provided().map(|(name, _)| name.clone()).collect()
     }
 
+    /// The buildspec's parameter-store and secrets-manager names.
+    pub fn secret_names(&self) -> Vec<String> {
+        let env = &self.buildspec.env;
+        env.parameter_store
+            .iter()
+            .chain(&env.secrets_manager)
+            .map(|(name, _)| name.value.clone())
+            .collect()
+    }
+
     /// parameter-store and secrets-manager names that no `--env`/`--env-file` value provides.
     pub fn unresolved_secrets(&self) -> Vec<String> {
         let env = &self.buildspec.env;

@@ -16,6 +16,7 @@ mod moto_smoke;
 mod no_panic;
 mod remote;
 mod security;
+mod stack;
 mod support;
 mod tidy;
 mod verify;

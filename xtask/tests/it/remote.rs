@@ -203,6 +203,61 @@ fn a_remote_build_is_the_local_layer_and_deploy_publishes_it() {
 }
 
 #[test]
+fn without_flags_the_bucket_and_project_come_from_the_codebuild_stack() {
+    if !ready() {
+        return;
+    }
+    let name = unique("ro");
+    let project_name = format!("{name}-standin");
+    let codebuild = CodeBuild::start(&project_name);
+    let (dir, _) = project(&name, LAYER_SPEC);
+    let bucket = unique("ro-bucket");
+    // The stack deploy-stack makes from codebuild.yml, with its outputs (made with CreateStack:
+    // moto gives stacks made through change sets no outputs).
+    support::block_on(async {
+        let config = xtask::aws::sdk_config(None, None).await;
+        let parameter = |key: &str, value: &str| {
+            aws_sdk_cloudformation::types::Parameter::builder()
+                .parameter_key(key)
+                .parameter_value(value)
+                .build()
+        };
+        aws_sdk_cloudformation::Client::new(&config)
+            .create_stack()
+            .stack_name(format!("{name}-codebuild"))
+            .template_body(crate::stack::TEMPLATE)
+            .parameters(parameter("BucketName", &bucket))
+            .parameters(parameter("ProjectName", &project_name))
+            .send()
+            .await
+            .expect("create the stack");
+    });
+    let source = dir.path().display().to_string();
+    let image = support::standin_image();
+    let output = xtask(
+        &codebuild,
+        &[
+            "build-layer",
+            "--remote",
+            "--source",
+            &source,
+            "--image",
+            &image,
+            "--json",
+        ],
+    )
+    .output()
+    .expect("run xtask");
+    let s = summary(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(s["status"], "SUCCEEDED", "{s:#}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("s3://{bucket}/{name}/remote/sources/")),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_failing_remote_build_fails_as_a_local_one_does() {
     if !ready() {
         return;
