@@ -15,6 +15,7 @@ import io
 import json
 import os
 import platform
+import re
 import ssl
 import subprocess
 import sys
@@ -22,6 +23,46 @@ import tempfile
 import urllib.parse
 import urllib.request
 import zipfile
+
+
+def glibc():
+    """This machine's glibc version, `(2, 31)`; an error for another libc (musl)."""
+    libc, version = platform.libc_ver()
+    if libc != "glibc" or not version:
+        raise LookupError("not a glibc system: no manylinux wheel fits")
+    return tuple(int(part) for part in version.split(".")[:2])
+
+
+def manylinux_version(tag, arch):
+    """`(2, 28)` for `manylinux_2_28_<arch>`, `(2, 17)` for `manylinux2014_<arch>`, else None."""
+    if tag == f"manylinux2014_{arch}":
+        return (2, 17)
+    match = re.fullmatch(r"manylinux_(\d+)_(\d+)_" + re.escape(arch), tag)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def best_wheel(files, version, arch, libc):
+    """The release's manylinux wheel for `arch` that needs the newest glibc this one has (uv
+    ships x86_64 for manylinux 2.17, aarch64 for 2.28), else its musllinux wheel: uv's musl
+    builds are static, so they run on an older glibc too (Amazon Linux 2 on arm64 has 2.26). The
+    binary is run before it is installed either way."""
+    prefix = f"uv-{version}-py3-none-"
+    best, best_version = None, None
+    for entry in files:
+        filename = entry["filename"]
+        if not (filename.startswith(prefix) and filename.endswith(".whl")):
+            continue
+        for tag in filename[len(prefix):-len(".whl")].split("."):
+            needs = manylinux_version(tag, arch)
+            if needs and needs <= libc and (best_version is None or needs > best_version):
+                best, best_version = entry, needs
+    if best is None:
+        musl = [e for e in files if e["filename"].startswith(prefix)
+                and re.search(r"[._-]musllinux_\d+_\d+_" + re.escape(arch) + r"(\.|\.whl$)", e["filename"])]
+        if musl:
+            return musl[0]
+        raise LookupError(f"the index lists no uv {version} wheel for {arch} with glibc {libc}")
+    return best
 
 
 def main(version, dest):
@@ -36,11 +77,8 @@ def main(version, dest):
     )
     with urllib.request.urlopen(request, context=context, timeout=15) as response:
         files = json.load(response)["files"]
-    arch = platform.machine()
-    name = f"uv-{version}-py3-none-manylinux_2_17_{arch}.manylinux2014_{arch}.whl"
-    wheel = next((f for f in files if f["filename"] == name), None)
-    if wheel is None:
-        raise LookupError(f"the index lists no {name}")
+    wheel = best_wheel(files, version, platform.machine(), glibc())
+    name = wheel["filename"]
     url = urllib.parse.urljoin(index, wheel["url"])
     with urllib.request.urlopen(url, context=context, timeout=15) as response:
         data = response.read()

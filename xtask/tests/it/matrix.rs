@@ -153,6 +153,14 @@ fn each_cell_is_verified_for_its_own_target_and_a_failing_cell_hides_no_other() 
     }
     // Each cell's log lines are marked with it; the arm64 one ran emulated on an x86_64 machine.
     assert!(stderr.contains("[python3.13-x86_64] "), "{stderr}");
+    // A new project's cache is empty: each cell's uv came from get_uv.py (the aarch64 wheel is
+    // manylinux_2_28), not from the slow pip fallback.
+    for id in ["python3.13-x86_64", "python3.9-arm64"] {
+        assert!(
+            !stderr.contains(&format!("[{id}] get_uv.py: ")),
+            "{id} fell back to pip:\n{stderr}"
+        );
+    }
     if std::env::consts::ARCH == "x86_64" {
         assert!(
             stderr.contains(
