@@ -171,6 +171,10 @@ class Server:
                    "--out-dir", out, "--json", "--force", "--no-import-test"]
         if request.get("imageOverride"):
             command += ["--image", request["imageOverride"]]
+        # CodeBuild runs ARM_CONTAINER builds on ARM compute (here the local daemon emulates it)
+        # and LINUX_CONTAINER ones on x86_64, whatever the source says.
+        arm = request.get("environmentTypeOverride") == "ARM_CONTAINER"
+        command += ["--arch", "arm64" if arm else "x86_64"]
         if request.get("timeoutInMinutesOverride"):
             command += ["--timeout-minutes", str(request["timeoutInMinutesOverride"])]
         # In a file, never on a command line (values may be secrets).

@@ -258,6 +258,54 @@ fn without_flags_the_bucket_and_project_come_from_the_codebuild_stack() {
 }
 
 #[test]
+fn an_arm64_build_runs_on_arm_compute() {
+    if !ready() || !support::cell_images_ready(&[("3.9", "arm64")]) {
+        return;
+    }
+    let name = unique("ra");
+    let codebuild = CodeBuild::start(&format!("{name}-layer"));
+    let spec = LAYER_SPEC.replace(
+        "echo \"built in $CODEBUILD_BUILD_ID with GREETING=$GREETING\"",
+        "echo machine=$(uname -m)",
+    );
+    let (dir, bucket) = project(&name, &spec);
+    let template = dir.path().join("template.yaml");
+    let text = std::fs::read_to_string(&template).expect("template");
+    std::fs::write(&template, text.replace("[x86_64]", "[arm64]")).expect("template");
+    let image = support::cell_image_template()
+        .replace("{python}", "3.9")
+        .replace("{arch}", "arm64");
+    let source = dir.path().display().to_string();
+    let output = xtask(
+        &codebuild,
+        &[
+            "build-layer",
+            "--remote",
+            "--bucket",
+            &bucket,
+            "--source",
+            &source,
+            "--image",
+            &image,
+            "--json",
+        ],
+    )
+    .output()
+    .expect("run xtask");
+    let s = summary(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(s["status"], "SUCCEEDED", "{s:#}\n{stderr}");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(format!("target/layer/{name}.json")))
+            .expect("manifest"),
+    )
+    .expect("json");
+    assert_eq!(manifest["architecture"], "arm64");
+    // The stand-in ran it as CodeBuild runs ARM_CONTAINER builds: on an aarch64 machine.
+    assert!(stderr.contains("machine=aarch64"), "{stderr}");
+}
+
+#[test]
 fn a_failing_remote_build_fails_as_a_local_one_does() {
     if !ready() {
         return;
