@@ -351,17 +351,10 @@ async fn build_with(
         invocation: invocation.clone(),
         options: options(flags, settings, emulation),
     })?;
-    if let Some(manifest) = plan.up_to_date().filter(|_| !flags.force) {
-        log.line(&format!(
-            "up to date: {} (sha256 {})",
-            plan.zip_path().display(),
-            manifest.sha256
-        ));
-        return Ok(Summary::up_to_date(&plan, &manifest, started.elapsed()));
+    if let Some(summary) = up_to_date(&plan, flags, log, started) {
+        return Ok(summary);
     }
-    let _lock = lock_out_dir(&plan.out_dir, &plan.layer.file_stem())?;
-    let number = variables::claim_build_number(&plan.out_dir)?;
-    let plan = plan.numbered(number);
+    let (_lock, plan) = claim(plan)?;
     tokio::select! {
         result = execute_and_package(&plan, &engine, log) => {
             let (outcome, packaged) = result?;
@@ -372,6 +365,26 @@ async fn build_with(
             Ok(Summary::interrupted(code, started.elapsed()))
         }
     }
+}
+
+/// The summary of a build with nothing to do (the manifest still describes the zip and the
+/// plan's key), unless `--force`.
+fn up_to_date(plan: &Plan, flags: &BuildLayer, log: &Log, started: Instant) -> Option<Summary> {
+    let manifest = plan.up_to_date().filter(|_| !flags.force)?;
+    log.line(&format!(
+        "up to date: {} (sha256 {})",
+        plan.zip_path().display(),
+        manifest.sha256
+    ));
+    Some(Summary::up_to_date(plan, &manifest, started.elapsed()))
+}
+
+/// The layer's out-dir lock and the plan numbered as this out-dir's next build: from here on
+/// the run counts as a build.
+fn claim(plan: Plan) -> anyhow::Result<(std::fs::File, Plan)> {
+    let lock = lock_out_dir(&plan.out_dir, &plan.layer.file_stem())?;
+    let number = variables::claim_build_number(&plan.out_dir)?;
+    Ok((lock, plan.numbered(number)))
 }
 
 /// `--remote`: the same stages, with CodeBuild as the executor. No local Docker is needed: the
@@ -411,17 +424,10 @@ async fn build_remote(
         invocation: Invocation::now(&settings.out_dir),
         options,
     })?;
-    if let Some(manifest) = plan.up_to_date().filter(|_| !flags.force) {
-        log.line(&format!(
-            "up to date: {} (sha256 {})",
-            plan.zip_path().display(),
-            manifest.sha256
-        ));
-        return Ok(Summary::up_to_date(&plan, &manifest, started.elapsed()));
+    if let Some(summary) = up_to_date(&plan, flags, log, started) {
+        return Ok(summary);
     }
-    let _lock = lock_out_dir(&plan.out_dir, &plan.layer.file_stem())?;
-    let number = variables::claim_build_number(&plan.out_dir)?;
-    let plan = plan.numbered(number);
+    let (_lock, plan) = claim(plan)?;
     let executor = remote::CodeBuildExecutor {
         clients: &clients,
         target: &target,
