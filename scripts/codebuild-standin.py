@@ -3,8 +3,9 @@
 
 moto's CodeBuild keeps only a StartBuild's artifacts override and marks every build SUCCEEDED
 at once: it can neither check what was sent nor run anything. This server speaks CodeBuild's
-JSON 1.1 protocol for the three calls `--remote` makes (StartBuild with its overrides,
-BatchGetBuilds, StopBuild) and runs each started build for real: it fetches the source zip from
+JSON 1.1 protocol for the calls `--remote` makes (StartBuild with its overrides,
+BatchGetBuilds, StopBuild; for `--remote --matrix` StartBuildBatch with a buildspec `batch:
+build-list:`, BatchGetBuildBatches, StopBuildBatch) and runs each started build for real: it fetches the source zip from
 S3 (moto), runs the buildspec override with the local Docker executor (`xtask build-layer`) in
 the image override, writes the log lines to CloudWatch Logs (moto) as they come, uploads the
 artifact to S3 where CodeBuild would put it, and reports phases and status as CodeBuild does.
@@ -13,7 +14,9 @@ artifact to S3 where CodeBuild would put it, and reports phases and status as Co
 
 S3 and Logs are reached through AWS_ENDPOINT_URL (moto). Deviation from CodeBuild: the artifact
 zip is the layer zip `build-layer` made from the selected files (CodeBuild zips them itself);
-its content is the same tree.
+its content is the same tree. A batch's builds put their artifact zips at
+<path>/<identifier>/<name> of the artifacts override and report it as each build's artifact
+location (CodeBuild's own layout for a batch is not documented: the client reads the location).
 """
 
 import argparse
@@ -31,6 +34,7 @@ import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
+import yaml
 
 PHASES = ["SUBMITTED", "QUEUED", "PROVISIONING", "DOWNLOAD_SOURCE", "INSTALL", "PRE_BUILD",
           "BUILD", "POST_BUILD", "UPLOAD_ARTIFACTS", "FINALIZING", "COMPLETED"]
@@ -69,7 +73,7 @@ class Build:
                 "projectName": self.project,
                 "phases": list(self.phases),
                 "source": {"type": "S3", "location": self.request.get("sourceLocationOverride", "")},
-                "environment": {"type": "LINUX_CONTAINER", "image": self.request.get("imageOverride", ""),
+                "environment": {"type": self.request.get("environmentTypeOverride", "LINUX_CONTAINER"), "image": self.request.get("imageOverride", ""),
                                 "computeType": self.request.get("computeTypeOverride", "BUILD_GENERAL1_SMALL")},
                 "logs": {"groupName": self.log_group, "streamName": self.log_stream},
                 "timeoutInMinutes": self.request.get("timeoutInMinutesOverride", 60),
@@ -96,10 +100,42 @@ class Build:
             self.current = phase
 
 
+class Batch:
+    """A batch build: a DOWNLOAD_SOURCE step, then one build per build-list entry, at once."""
+
+    def __init__(self, project, account, region):
+        self.uuid = str(uuid.uuid4())
+        self.id = f"{project}:{self.uuid}"
+        self.arn = f"arn:aws:codebuild:{region}:{account}:build-batch/{self.id}"
+        self.project = project
+        self.builds = []  # (identifier, Build)
+        self.status = "IN_PROGRESS"
+        self.complete = False
+        self.stopped = False
+        self.lock = threading.Lock()
+
+    def describe(self):
+        with self.lock:
+            groups = []
+            for identifier, build in self.builds:
+                summary = build.describe()
+                current = {"arn": summary["arn"], "buildStatus": summary["buildStatus"]}
+                if "artifacts" in summary:
+                    current["primaryArtifact"] = {"type": "S3", "location": summary["artifacts"]["location"]}
+                groups.append({"identifier": identifier, "dependsOn": [], "ignoreFailure": False,
+                               "currentBuildSummary": current})
+            return {"id": self.id, "arn": self.arn, "projectName": self.project,
+                    "buildBatchStatus": self.status, "complete": self.complete,
+                    "currentPhase": "SUCCEEDED" if self.complete else "IN_PROGRESS",
+                    "phases": [{"phaseType": "SUBMITTED", "phaseStatus": "SUCCEEDED"}],
+                    "buildGroups": groups}
+
+
 class Server:
     def __init__(self, args):
         self.args = args
         self.builds = {}
+        self.batches = {}
         self.s3 = boto3.client("s3")
         self.logs = boto3.client("logs")
         self.region = self.s3.meta.region_name or "us-east-1"
@@ -130,6 +166,84 @@ class Server:
         if build.process and build.process.poll() is None:
             build.process.send_signal(signal.SIGINT)
         return {"build": build.describe()}
+
+    def start_build_batch(self, body):
+        project = body.get("projectName")
+        if project != self.args.project:
+            raise ApiError(400, "ResourceNotFoundException", f"Project cannot be found: arn:aws:codebuild:{self.region}:123456789012:project/{project}")
+        if self.args.no_batch_config:
+            raise ApiError(400, "InvalidInputException", "Batch build is not enabled for project: the project has no build batch configuration")
+        if body.get("sourceTypeOverride") != "S3" or "/" not in body.get("sourceLocationOverride", ""):
+            raise ApiError(400, "InvalidInputException", "sourceLocationOverride must be bucket/key with sourceTypeOverride S3")
+        try:
+            spec = yaml.safe_load(body.get("buildspecOverride", "")) or {}
+        except yaml.YAMLError as e:
+            raise ApiError(400, "InvalidInputException", f"the buildspec override is not YAML: {e}")
+        entries = (spec.get("batch") or {}).get("build-list")
+        if not isinstance(entries, list) or not entries:
+            raise ApiError(400, "InvalidInputException", "the stand-in runs a batch.build-list only")
+        batch = Batch(project, "123456789012", self.region)
+        for entry in entries:
+            identifier = str(entry.get("identifier", ""))
+            if not identifier or not all(c.isalnum() or c == "_" for c in identifier):
+                raise ApiError(400, "InvalidInputException", f"invalid build identifier {identifier!r}")
+            batch.builds.append((identifier, Build(project, self.child_request(body, identifier, entry), "123456789012", self.region)))
+        self.batches[batch.id] = batch
+        for _, build in batch.builds:
+            self.builds[build.id] = build
+        threading.Thread(target=self.run_batch, args=(batch,), daemon=True).start()
+        return {"buildBatch": batch.describe()}
+
+    def child_request(self, body, identifier, entry):
+        """A batch build's own request: the batch's overrides with its entry's env over them."""
+        env = entry.get("env") or {}
+        request = {k: v for k, v in body.items() if k not in ("buildTimeoutInMinutesOverride", "buildBatchConfigOverride")}
+        request["timeoutInMinutesOverride"] = body.get("buildTimeoutInMinutesOverride", 60)
+        if env.get("image"):
+            request["imageOverride"] = env["image"]
+        if env.get("type"):
+            request["environmentTypeOverride"] = env["type"]
+        variables = {v["name"]: v for v in body.get("environmentVariablesOverride", [])}
+        for name, value in (env.get("variables") or {}).items():
+            variables[str(name)] = {"name": str(name), "value": str(value), "type": "PLAINTEXT"}
+        request["environmentVariablesOverride"] = list(variables.values())
+        artifacts = dict(body.get("artifactsOverride") or {})
+        if artifacts:
+            artifacts["path"] = "/".join(p for p in [artifacts.get("path", ""), identifier] if p)
+            request["artifactsOverride"] = artifacts
+        return request
+
+    def run_batch(self, batch):
+        threads = [threading.Thread(target=self.run, args=(build,), daemon=True) for _, build in batch.builds]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with batch.lock:
+            statuses = [build.status for _, build in batch.builds]
+            if batch.stopped:
+                batch.status = "STOPPED"
+            elif all(s == "SUCCEEDED" for s in statuses):
+                batch.status = "SUCCEEDED"
+            else:
+                batch.status = "FAILED"
+            batch.complete = True
+
+    def batch_get_build_batches(self, body):
+        ids = body.get("ids", [])
+        found = [self.batches[i].describe() for i in ids if i in self.batches]
+        missing = [i for i in ids if i not in self.batches]
+        return {"buildBatches": found, "buildBatchesNotFound": missing}
+
+    def stop_build_batch(self, body):
+        batch = self.batches.get(body.get("id"))
+        if batch is None:
+            raise ApiError(400, "ResourceNotFoundException", f"Batch build {body.get('id')} not found")
+        with batch.lock:
+            batch.stopped = True
+        for _, build in batch.builds:
+            self.stop_build({"id": build.id})
+        return {"buildBatch": batch.describe()}
 
     # --- running a build ------------------------------------------------------------------------
     def run(self, build):
@@ -187,6 +301,11 @@ class Server:
                     raise ApiError(400, "InvalidInputException", "a multi-line value in the stand-in")
                 f.write(f"{variable['name']}={variable['value']}\n")
         command += ["--env-file", env_file]
+        # CodeBuild runs whatever Python the image has; the local executor would otherwise hold
+        # the build to the template's first runtime.
+        runtime = [v["value"] for v in request.get("environmentVariablesOverride", []) if v["name"] == "LAYER_RUNTIME"]
+        if runtime:
+            command += ["--runtime", runtime[0]]
         build.enter("INSTALL")
         build.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         stdout = []
@@ -245,7 +364,9 @@ class ApiError(Exception):
 
 def handler(server):
     calls = {"StartBuild": server.start_build, "BatchGetBuilds": server.batch_get_builds,
-             "StopBuild": server.stop_build}
+             "StopBuild": server.stop_build, "StartBuildBatch": server.start_build_batch,
+             "BatchGetBuildBatches": server.batch_get_build_batches,
+             "StopBuildBatch": server.stop_build_batch}
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
@@ -277,6 +398,8 @@ def main():
     ap.add_argument("--xtask", required=True)
     ap.add_argument("--project", required=True)
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--no-batch-config", action="store_true",
+                    help="refuse StartBuildBatch as CodeBuild does for a project without BuildBatchConfig")
     args = ap.parse_args()
     server = Server(args)
     try:

@@ -20,6 +20,7 @@ mod matrix;
 mod package;
 mod prepare;
 mod remote;
+mod remote_cells;
 mod secrets;
 mod settings;
 mod source;
@@ -148,7 +149,7 @@ pub struct BuildLayer {
     pub locks: Option<PathBuf>,
     /// Run the build in the CodeBuild project instead of the local Docker daemon: the same
     /// source, buildspec, image and variables; the artifact packaged here as a local one is.
-    #[arg(long, conflicts_with_all = ["matrix", "cells", "resolve_secrets", "pass_aws_credentials"])]
+    #[arg(long, conflicts_with_all = ["resolve_secrets", "pass_aws_credentials"])]
     pub remote: bool,
     /// With --remote: the CodeBuild project [default: <LayerName>-layer, as codebuild.yml names
     /// it].
@@ -305,19 +306,28 @@ pub async fn build_multi_runtime(flags: BuildLayer) -> anyhow::Result<()> {
 pub async fn build(flags: BuildLayer) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let settings = Settings::resolve(&flags)?;
-    let log = Log::new(flags.json).for_cell(flags.cell.as_deref());
-    for warning in &settings.warnings {
-        log.line(&warning.headline());
-    }
-    let user = user_input(&flags, &settings).await?;
-    let host = HostConfig::from_env(!flags.no_host_network_config, flags.pass_aws_credentials);
-    let masker = Masker::new(user.secrets.iter().chain(&host.secrets));
-    let log = log.masking(masker.clone());
+    let (log, user, host, masker) = begin(&flags, &settings).await?;
     let built = match flags.remote {
         true => build_remote(&flags, &settings, user, host, &log, started).await,
         false => build_with(&flags, &settings, user, host, &log, started).await,
     };
     built.map_err(|e| anyhow::anyhow!("{}", masker.mask(&format!("{e:#}"))))
+}
+
+/// The build's log (masking its secrets from here on, whoever prints), the user's and the
+/// host's inputs, and the masker for its errors.
+async fn begin(
+    flags: &BuildLayer,
+    settings: &Settings,
+) -> anyhow::Result<(Log, UserInput, HostConfig, Masker)> {
+    let log = Log::new(flags.json).for_cell(flags.cell.as_deref());
+    for warning in &settings.warnings {
+        log.line(&warning.headline());
+    }
+    let user = user_input(flags, settings).await?;
+    let host = HostConfig::from_env(!flags.no_host_network_config, flags.pass_aws_credentials);
+    let masker = Masker::new(user.secrets.iter().chain(&host.secrets));
+    Ok((log.masking(masker.clone()), user, host, masker))
 }
 
 async fn build_with(
@@ -398,35 +408,15 @@ async fn build_remote(
     log: &Log,
     started: Instant,
 ) -> anyhow::Result<Summary> {
-    let source = Source::discover(&settings.source_dir, source_files(flags))?;
-    warn_untracked(&source, log);
-    let target = remote_target(flags, settings).await?;
-    let clients = remote::Clients::new(&target).await?;
-    let image = image::ImageFacts::remote(&target.project, &settings.image, &settings.arch);
-    let runtime = target_runtime(settings, &image, log)?;
-    let lock = cell_lock(settings, runtime, &source)?;
-    let import_test = match flags.no_import_test {
-        true => None,
-        false => import_test_here(settings, log).await,
-    };
-    let mut options = options(flags, settings, emulation::Emulation::Native);
-    options.import_test = import_test.is_some();
-    let plan = prepare::plan(Inputs {
-        settings,
-        image: &image,
-        runtime,
-        lock,
-        user,
-        host,
-        source: source.pack()?,
-        source_files: source.files.len(),
-        git_revision: source.git_revision.clone(),
-        invocation: Invocation::now(&settings.out_dir),
-        options,
-    })?;
+    let RemotePlan {
+        plan,
+        target,
+        import_test,
+    } = plan_remote(flags, settings, user, host, log).await?;
     if let Some(summary) = up_to_date(&plan, flags, log, started) {
         return Ok(summary);
     }
+    let clients = remote::Clients::new(&target).await?;
     let (_lock, plan) = claim(plan)?;
     let executor = remote::CodeBuildExecutor {
         clients: &clients,
@@ -449,6 +439,53 @@ async fn build_remote(
             Ok(Summary::interrupted(code, started.elapsed()))
         }
     }
+}
+
+/// A remote build's plan, where it runs, and the local engine for its import test (if any).
+struct RemotePlan {
+    plan: Plan,
+    target: remote::RemoteTarget,
+    import_test: Option<(Engine, u32)>,
+}
+
+/// Everything a remote build decides before it starts: no local Docker is needed for it.
+async fn plan_remote(
+    flags: &BuildLayer,
+    settings: &Settings,
+    user: UserInput,
+    host: HostConfig,
+    log: &Log,
+) -> anyhow::Result<RemotePlan> {
+    let source = Source::discover(&settings.source_dir, source_files(flags))?;
+    warn_untracked(&source, log);
+    let target = remote_target(flags, settings).await?;
+    let image = image::ImageFacts::remote(&target.project, &settings.image, &settings.arch);
+    let runtime = target_runtime(settings, &image, log)?;
+    let lock = cell_lock(settings, runtime, &source)?;
+    let import_test = match flags.no_import_test {
+        true => None,
+        false => import_test_here(settings, log).await,
+    };
+    let mut options = options(flags, settings, emulation::Emulation::Native);
+    options.import_test = import_test.is_some();
+    let plan = prepare::plan(Inputs {
+        settings,
+        image: &image,
+        runtime,
+        lock,
+        user,
+        host,
+        source: source.pack()?,
+        source_files: source.files.len(),
+        git_revision: source.git_revision.clone(),
+        invocation: Invocation::now(&settings.out_dir),
+        options,
+    })?;
+    Ok(RemotePlan {
+        plan,
+        target,
+        import_test,
+    })
 }
 
 /// The project and bucket of `--remote`: the flags, else samconfig.toml's bucket, else the
@@ -518,7 +555,17 @@ async fn execute_remotely_and_package(
 ) -> anyhow::Result<(Outcome, Option<Packaged>)> {
     let staging = Staging::create(&plan.out_dir)?;
     let (started, _) = tokio::sync::oneshot::channel();
-    let mut outcome = executor.execute(plan, staging, started).await?;
+    let outcome = executor.execute(plan, staging, started).await?;
+    package_remote(plan, outcome, import_test, log).await
+}
+
+/// A remote build's artifact packaged as a local one is, the import test run here when it can.
+async fn package_remote(
+    plan: &Plan,
+    mut outcome: Outcome,
+    import_test: Option<&(Engine, u32)>,
+    log: &Log,
+) -> anyhow::Result<(Outcome, Option<Packaged>)> {
     let import_test = match import_test {
         Some((engine, slowdown)) => ImportTest::Run {
             engine,

@@ -22,9 +22,12 @@ pub struct CellResult {
     pub took: Duration,
 }
 
-/// Builds every cell, `jobs` at a time. After a signal no cell starts: the running ones stop
+/// Builds every cell, `jobs` at a time (with `--remote`: as one CodeBuild batch build). After a signal no cell starts: the running ones stop
 /// (each listens for it) and the others are reported interrupted before they started.
 pub async fn build(flags: &BuildLayer, cells: Vec<Cell>, jobs: usize) -> Vec<CellResult> {
+    if flags.remote {
+        return super::remote_cells::build(flags, cells, jobs).await;
+    }
     let signal = Arc::new(AtomicU8::new(0));
     let listener = {
         let signal = signal.clone();
@@ -127,7 +130,7 @@ fn not_built(result: &CellResult) -> String {
 
 /// The flags of one cell: its runtime and architecture (its image's `{python}`, `{arch}` … are
 /// filled in from them), its own log prefix and file names.
-fn cell_flags(flags: &BuildLayer, cell: &Cell) -> BuildLayer {
+pub(super) fn cell_flags(flags: &BuildLayer, cell: &Cell) -> BuildLayer {
     BuildLayer {
         runtime: Some(cell.runtime.id.to_string()),
         arch: Some(cell.arch.clone()),

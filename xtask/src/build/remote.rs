@@ -5,6 +5,7 @@
 //! it), and stages the artifact CodeBuild uploaded: `package` takes it from there, as for a local
 //! build.
 
+pub mod batch;
 mod logs;
 mod source_zip;
 
@@ -82,23 +83,42 @@ impl Executor for CodeBuildExecutor<'_> {
         let artifact_key = format!("{}/builds/{}.zip", key_prefix(plan), uuid::Uuid::new_v4());
         let build = self.start(plan, &source_key, &artifact_key).await?;
         let id = build.id().unwrap_or_default().to_string();
-        if let Ok(mut running) = self.running.lock() {
-            *running = Some(id.clone());
-        }
         let _ = started.send(());
         self.log.line(&format!(
             "started {} in the CodeBuild project {}",
             build.arn().unwrap_or(&id),
             self.target.project
         ));
-        // Whatever goes wrong from here (the network, a bound), the build does not run on.
-        let arn = build.arn().unwrap_or(&id).to_string();
-        let outcome = match self.follow(&id, plan.options.timeout).await {
-            Ok(Followed::Completed(build)) => {
-                self.outcome(plan, &build, &artifact_key, staging).await
-            }
+        self.follow_and_stage(plan, staging, &id, ArtifactAt::Key(artifact_key))
+            .await
+    }
+}
+
+/// Where a build's artifact zip is in the bucket.
+pub enum ArtifactAt {
+    /// The key the artifacts override named.
+    Key(String),
+    /// Where the build reports it put it (a batch's builds), which must be under this prefix.
+    ReportedUnder(String),
+}
+
+impl CodeBuildExecutor<'_> {
+    /// Follows the started build `id` to its end and stages its artifact. Whatever goes wrong
+    /// on the way (the network, a bound), the build does not run on: it is stopped.
+    pub async fn follow_and_stage(
+        &self,
+        plan: &Plan,
+        staging: Staging,
+        id: &str,
+        artifact: ArtifactAt,
+    ) -> anyhow::Result<Outcome> {
+        if let Ok(mut running) = self.running.lock() {
+            *running = Some(id.to_string());
+        }
+        let outcome = match self.follow(id, plan.options.timeout).await {
+            Ok(Followed::Completed(build)) => self.outcome(plan, &build, &artifact, staging).await,
             Ok(Followed::GaveUp(reason)) => {
-                stop(self.clients, &id).await;
+                stop(self.clients, id).await;
                 self.log.container(&reason);
                 Ok(Outcome {
                     failure: Some(reason),
@@ -107,8 +127,8 @@ impl Executor for CodeBuildExecutor<'_> {
                 })
             }
             Err(e) => {
-                stop(self.clients, &id).await;
-                Err(e.context(format!("following the CodeBuild build {arn} (stopped)")))
+                stop(self.clients, id).await;
+                Err(e.context(format!("following the CodeBuild build {id} (stopped)")))
             }
         };
         if let Ok(mut running) = self.running.lock() {
@@ -309,7 +329,7 @@ impl CodeBuildExecutor<'_> {
         &self,
         plan: &Plan,
         build: &Build,
-        artifact_key: &str,
+        artifact: &ArtifactAt,
         staging: Staging,
     ) -> anyhow::Result<Outcome> {
         let phases = phases(build);
@@ -347,8 +367,9 @@ impl CodeBuildExecutor<'_> {
             .tempfile_in(&plan.out_dir)
             .context("cannot create the artifact's download file")?
             .into_temp_path();
-        self.download(artifact_key, &zip).await?;
-        self.remove_artifact(artifact_key).await;
+        let artifact_key = self.artifact_key(build, artifact)?;
+        self.download(&artifact_key, &zip).await?;
+        self.remove_artifact(&artifact_key).await;
         let symlinks = plan
             .buildspec
             .artifacts
@@ -372,6 +393,35 @@ impl CodeBuildExecutor<'_> {
             }),
         });
         Ok(outcome)
+    }
+
+    /// The key of the build's artifact zip: the one asked for, or the one the build reports, when
+    /// it is a zip in the bucket under the expected prefix (nothing else is downloaded).
+    fn artifact_key(&self, build: &Build, artifact: &ArtifactAt) -> anyhow::Result<String> {
+        let prefix = match artifact {
+            ArtifactAt::Key(key) => return Ok(key.clone()),
+            ArtifactAt::ReportedUnder(prefix) => prefix,
+        };
+        let location = build
+            .artifacts()
+            .and_then(|a| a.location())
+            .unwrap_or_default();
+        let bucket = &self.target.bucket;
+        let key = location
+            .strip_prefix("arn:aws:s3:::")
+            .or_else(|| location.strip_prefix("arn:aws-cn:s3:::"))
+            .or_else(|| location.strip_prefix("arn:aws-us-gov:s3:::"))
+            .and_then(|rest| rest.strip_prefix(bucket.as_str()))
+            .and_then(|rest| rest.strip_prefix('/'))
+            .filter(|key| key.starts_with(prefix.as_str()) && key.ends_with(".zip"))
+            .filter(|key| !key.split('/').any(|part| part == ".." || part.is_empty()));
+        match key {
+            Some(key) => Ok(key.to_string()),
+            None => bail!(
+                "the build {} reports its artifact at {location:?}, not a zip under s3://{bucket}/{prefix}",
+                build.id().unwrap_or_default()
+            ),
+        }
     }
 
     /// The artifact, once downloaded, is not kept in the bucket (a failure is only said).

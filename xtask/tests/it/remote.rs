@@ -20,6 +20,10 @@ struct CodeBuild {
 
 impl CodeBuild {
     fn start(project: &str) -> CodeBuild {
+        CodeBuild::start_with(project, &[])
+    }
+
+    fn start_with(project: &str, flags: &[&str]) -> CodeBuild {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("root");
@@ -31,6 +35,7 @@ impl CodeBuild {
         let mut child = Command::new(python)
             .arg(root.join("scripts/codebuild-standin.py"))
             .args(["--xtask", env!("CARGO_BIN_EXE_xtask"), "--project", project])
+            .args(flags)
             .stdout(Stdio::piped())
             .spawn()
             .expect("start the CodeBuild stand-in");
@@ -396,4 +401,233 @@ fn a_project_codebuild_does_not_know_is_one_line() {
             && error.contains("codebuild:StartBuild"),
         "{stderr}"
     );
+}
+
+/// A project of two runtimes on two architectures, whose build logs and records its cell.
+fn matrix_project(name: &str, build: &str) -> (tempfile::TempDir, String) {
+    let spec = format!("version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p layer/python/remote_pkg\n      - echo \"CELL = '$LAYER_RUNTIME-$(uname -m)'\" > layer/python/remote_pkg/__init__.py\n      - echo \"cell=$LAYER_RUNTIME-$(uname -m)\"\n{build}artifacts:\n  base-directory: layer\n  files: ['python/**/*']\n");
+    let (dir, bucket) = project(name, &spec);
+    let template = dir.path().join("template.yaml");
+    let text = std::fs::read_to_string(&template).expect("template");
+    let text = text
+        .replace("[python3.9]", "[python3.9, python3.13]")
+        .replace("[x86_64]", "[x86_64, arm64]");
+    std::fs::write(&template, text).expect("template");
+    (dir, bucket)
+}
+
+fn remote_cells(codebuild: &CodeBuild, dir: &Path, bucket: &str, cells: &str) -> Output {
+    let source = dir.display().to_string();
+    let image = support::cell_image_template();
+    let args = [
+        "build-layer",
+        "--remote",
+        "--bucket",
+        bucket,
+        "--source",
+        &source,
+        "--image",
+        &image,
+        "--cells",
+        cells,
+        "--json",
+    ];
+    xtask(codebuild, &args).output().expect("run xtask")
+}
+
+fn cell<'a>(matrix: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    matrix["cells"]
+        .as_array()
+        .and_then(|cells| cells.iter().find(|c| c["cell"] == id))
+        .unwrap_or_else(|| panic!("no cell {id}: {matrix:#}"))
+}
+
+#[test]
+fn a_remote_matrix_is_one_batch_build_and_each_cell_is_its_local_layer() {
+    let cells = [("3.9", "x86_64"), ("3.13", "x86_64"), ("3.9", "arm64")];
+    if !ready() || !support::cell_images_ready(&cells) {
+        return;
+    }
+    let name = unique("rm");
+    let codebuild = CodeBuild::start(&format!("{name}-layer"));
+    let (dir, bucket) = matrix_project(&name, "");
+    let ids = "python3.9-x86_64,python3.13-x86_64,python3.9-arm64";
+    let output = remote_cells(&codebuild, dir.path(), &bucket, ids);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let matrix = summary(&output);
+    assert_eq!(matrix["status"], "SUCCEEDED", "{matrix:#}\n{stderr}");
+    // One batch, each cell its own build in its own image and on its architecture's compute.
+    assert_eq!(stderr.matches("started the batch ").count(), 1, "{stderr}");
+    assert!(!stderr.contains("started arn:aws:codebuild:"), "{stderr}");
+    for (id, machine) in [
+        ("python3.9-x86_64", "python3.9-x86_64"),
+        ("python3.13-x86_64", "python3.13-x86_64"),
+        ("python3.9-arm64", "python3.9-aarch64"),
+    ] {
+        assert_eq!(cell(&matrix, id)["status"], "SUCCEEDED", "{matrix:#}");
+        assert!(
+            stderr.contains(&format!("[{id}] cell={machine}")),
+            "{stderr}"
+        );
+        let manifest: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(format!("target/layer/{name}-{id}.json")))
+                .expect("the cell's manifest"),
+        )
+        .expect("json");
+        assert_eq!(manifest["built_by"]["project"], format!("{name}-layer"));
+    }
+    // Nothing changed: no batch at all the second time.
+    let again = remote_cells(&codebuild, dir.path(), &bucket, ids);
+    let again_stderr = String::from_utf8_lossy(&again.stderr);
+    let matrix = summary(&again);
+    assert_eq!(matrix["status"], "SUCCEEDED", "{matrix:#}");
+    assert_eq!(
+        cell(&matrix, "python3.9-arm64")["up_to_date"],
+        true,
+        "{matrix:#}"
+    );
+    assert!(
+        !again_stderr.contains("started the batch"),
+        "{again_stderr}"
+    );
+    // A cell of the batch is the layer a local build of that cell makes.
+    let local_dir = tempfile::tempdir().expect("temp dir");
+    let local_out = local_dir.path();
+    let local = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["build-layer", "--json", "--cells", "python3.13-x86_64"])
+        .args(["--image", &support::cell_image_template()])
+        .arg("--source")
+        .arg(dir.path())
+        .arg("--out-dir")
+        .arg(local_out)
+        .output()
+        .expect("local build");
+    assert_eq!(summary(&local)["status"], "SUCCEEDED");
+    let compared = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("compare")
+        .arg(
+            dir.path()
+                .join(format!("target/layer/{name}-python3.13-x86_64.json")),
+        )
+        .arg(local_out.join(format!("{name}-python3.13-x86_64.json")))
+        .output()
+        .expect("compare");
+    let report = String::from_utf8_lossy(&compared.stdout);
+    assert_eq!(compared.status.code(), Some(0), "{report}");
+}
+
+#[test]
+fn a_failing_cell_of_the_batch_does_not_hide_the_others() {
+    let cells = [("3.9", "x86_64"), ("3.13", "x86_64")];
+    if !ready() || !support::cell_images_ready(&cells) {
+        return;
+    }
+    let name = unique("rx");
+    let codebuild = CodeBuild::start(&format!("{name}-layer"));
+    let (dir, bucket) = matrix_project(&name, "      - test \"$LAYER_PYTHON\" != 3.13\n");
+    let output = remote_cells(
+        &codebuild,
+        dir.path(),
+        &bucket,
+        "python3.9-x86_64,python3.13-x86_64",
+    );
+    let matrix = summary(&output);
+    assert_eq!(output.status.code(), Some(1), "{matrix:#}");
+    assert_eq!(matrix["status"], "FAILED");
+    assert_eq!(
+        cell(&matrix, "python3.9-x86_64")["status"],
+        "SUCCEEDED",
+        "{matrix:#}"
+    );
+    let failed = cell(&matrix, "python3.13-x86_64");
+    assert_eq!(failed["status"], "FAILED", "{matrix:#}");
+    let build = failed["phases"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["phase"] == "BUILD").cloned())
+        .unwrap_or_else(|| panic!("no BUILD phase: {failed:#}"));
+    assert_eq!(build["status"], "FAILED");
+    assert!(dir
+        .path()
+        .join(format!("target/layer/{name}-python3.9-x86_64.zip"))
+        .exists());
+    assert!(!dir
+        .path()
+        .join(format!("target/layer/{name}-python3.13-x86_64.zip"))
+        .exists());
+}
+
+#[test]
+fn sigint_stops_the_batch_build() {
+    let cells = [("3.9", "x86_64"), ("3.13", "x86_64")];
+    if !ready() || !support::cell_images_ready(&cells) {
+        return;
+    }
+    let name = unique("rz");
+    let codebuild = CodeBuild::start(&format!("{name}-layer"));
+    let (dir, bucket) = matrix_project(&name, "      - echo sleeping\n      - sleep 120\n");
+    let source = dir.path().display().to_string();
+    let image = support::cell_image_template();
+    let args = [
+        "build-layer",
+        "--remote",
+        "--bucket",
+        &bucket,
+        "--source",
+        &source,
+        "--image",
+        &image,
+        "--cells",
+        "python3.9-x86_64,python3.13-x86_64",
+        "--json",
+    ];
+    let mut child = xtask(&codebuild, &args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    while seen.matches("sleeping").count() < 2 {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).expect("read") == 0 {
+            panic!("the builds ended before their sleep:\n{seen}");
+        }
+        seen.push_str(&line);
+    }
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").args(["-INT", &pid]).status();
+    assert!(killed.expect("kill").success());
+    let started = Instant::now();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(rest.contains("stopping the CodeBuild batch"), "{rest}");
+}
+
+#[test]
+fn a_project_without_batch_builds_is_one_line_per_cell() {
+    if !ready() {
+        return;
+    }
+    let name = unique("rn");
+    let codebuild = CodeBuild::start_with(&format!("{name}-layer"), &["--no-batch-config"]);
+    let (dir, bucket) = matrix_project(&name, "");
+    // The cells' images are not needed: the batch is refused before anything runs.
+    let output = remote_cells(
+        &codebuild,
+        dir.path(),
+        &bucket,
+        "python3.9-x86_64,python3.13-x86_64",
+    );
+    let matrix = summary(&output);
+    assert_eq!(output.status.code(), Some(1), "{matrix:#}");
+    for id in ["python3.9-x86_64", "python3.13-x86_64"] {
+        let error = cell(&matrix, id)["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(error.contains("BuildBatchConfig"), "{matrix:#}");
+    }
 }
