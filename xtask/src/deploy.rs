@@ -348,34 +348,9 @@ impl Deploy {
             .to_string_lossy();
         let _lock = crate::build::lock_out_dir(out_dir, &stem)?;
         let zip = manifest.check_zip(&manifest_path)?;
-        let compatible_runtimes = if settings.compatible_runtimes.is_empty() {
-            manifest.compatible_runtimes.clone()
-        } else {
-            settings.compatible_runtimes.clone()
-        };
-        let compatible_architectures = if settings.compatible_architectures.is_empty() {
-            vec![manifest.architecture.clone()]
-        } else {
-            settings.compatible_architectures.clone()
-        };
-        if !compatible_architectures.contains(&manifest.architecture) {
-            anyhow::bail!(
-                "the zip was built for {} but the layer would claim {}: rebuild with \
-                 `cargo xtask build-layer --arch ...` or fix CompatibleArchitectures",
-                manifest.architecture,
-                compatible_architectures.join(", ")
-            );
-        }
+        let (compatible_runtimes, compatible_architectures) = claims(&settings, &manifest)?;
         let key = settings.s3_key(&manifest.sha256);
-        let bucket = match (&settings.bucket, manifest.zipped_bytes > INLINE_LIMIT) {
-            (Some(bucket), _) => Some(bucket.clone()),
-            (None, false) => None,
-            (None, true) => anyhow::bail!(
-                "the zip is {} bytes, over Lambda's {INLINE_LIMIT}-byte limit for direct upload: \
-                 pass --bucket (or set s3_bucket in samconfig.toml)",
-                manifest.zipped_bytes
-            ),
-        };
+        let bucket = upload_bucket(&settings, &manifest)?;
 
         let config =
             crate::aws::sdk_config(settings.profile.as_deref(), settings.region.as_deref()).await;
@@ -422,30 +397,17 @@ impl Deploy {
             sha256_hex: &manifest.sha256,
             code_sha256: &manifest.code_sha256,
         });
-        let mut upload = Upload {
-            method: "inline",
-            bucket: bucket.clone(),
-            key: None,
-            already_in_s3: false,
-            parts: 0,
+        let staged = match (&s3_client, &object) {
+            (Some(client), Some(object)) => Some((client, object)),
+            _ => None,
         };
-        if let (Some(client), Some(object)) = (&s3_client, &object) {
-            s3::check_bucket(client, object.bucket).await?;
-            upload.method = "s3";
-            upload.key = Some(key.clone());
-            upload.already_in_s3 = s3::exists(client, object, &zip).await?;
-            if !upload.already_in_s3 {
-                upload.parts =
-                    u32::try_from(object.size.div_ceil(s3::PART_SIZE).max(1)).unwrap_or(u32::MAX);
-            }
-        }
+        let mut upload = plan_upload(staged, &zip).await?;
         if self.dry_run {
             outcome.upload = Some(upload);
             return Ok(outcome);
         }
-
-        let content = match (&s3_client, &object) {
-            (Some(client), Some(object)) => {
+        let content = match staged {
+            Some((client, object)) => {
                 if !upload.already_in_s3 {
                     let uploaded = s3::upload(client, &zip, object, &progress).await?;
                     outcome.bytes_uploaded = uploaded.bytes;
@@ -456,7 +418,7 @@ impl Deploy {
                     key: object.key,
                 }
             }
-            _ => {
+            None => {
                 let bytes = read_verified(&zip, &manifest.sha256)?;
                 outcome.bytes_uploaded = bytes.len() as u64;
                 lambda::Content::Inline(bytes)
@@ -487,6 +449,71 @@ impl Deploy {
         outcome.code_size = u64::try_from(published.code_size).unwrap_or_default();
         Ok(outcome)
     }
+}
+
+/// The runtimes and architectures the layer version claims: the flags' or template's, else the
+/// manifest's; the zip's architecture must be among them.
+fn claims(settings: &Settings, manifest: &Manifest) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let runtimes = match settings.compatible_runtimes.is_empty() {
+        true => manifest.compatible_runtimes.clone(),
+        false => settings.compatible_runtimes.clone(),
+    };
+    let architectures = match settings.compatible_architectures.is_empty() {
+        true => vec![manifest.architecture.clone()],
+        false => settings.compatible_architectures.clone(),
+    };
+    if !architectures.contains(&manifest.architecture) {
+        anyhow::bail!(
+            "the zip was built for {} but the layer would claim {}: rebuild with \
+             `cargo xtask build-layer --arch ...` or fix CompatibleArchitectures",
+            manifest.architecture,
+            architectures.join(", ")
+        );
+    }
+    Ok((runtimes, architectures))
+}
+
+/// The bucket the zip goes through, if any: required over Lambda's inline limit.
+fn upload_bucket(settings: &Settings, manifest: &Manifest) -> anyhow::Result<Option<String>> {
+    match (&settings.bucket, manifest.zipped_bytes > INLINE_LIMIT) {
+        (Some(bucket), _) => Ok(Some(bucket.clone())),
+        (None, false) => Ok(None),
+        (None, true) => anyhow::bail!(
+            "the zip is {} bytes, over Lambda's {INLINE_LIMIT}-byte limit for direct upload: \
+             pass --bucket (or set s3_bucket in samconfig.toml)",
+            manifest.zipped_bytes
+        ),
+    }
+}
+
+/// How the zip would reach Lambda: inline, or through S3 (the bucket checked, the object
+/// already there or the number of parts an upload takes).
+async fn plan_upload(
+    staged: Option<(&aws_sdk_s3::Client, &s3::Object<'_>)>,
+    zip: &std::path::Path,
+) -> anyhow::Result<Upload> {
+    let Some((client, object)) = staged else {
+        return Ok(Upload {
+            method: "inline",
+            bucket: None,
+            key: None,
+            already_in_s3: false,
+            parts: 0,
+        });
+    };
+    s3::check_bucket(client, object.bucket).await?;
+    let already_in_s3 = s3::exists(client, object, zip).await?;
+    let parts = match already_in_s3 {
+        true => 0,
+        false => u32::try_from(object.size.div_ceil(s3::PART_SIZE).max(1)).unwrap_or(u32::MAX),
+    };
+    Ok(Upload {
+        method: "s3",
+        bucket: Some(object.bucket.to_string()),
+        key: Some(object.key.to_string()),
+        already_in_s3,
+        parts,
+    })
 }
 
 /// The zip's bytes, read once and checked against the manifest's SHA-256: these bytes, and no
