@@ -359,25 +359,14 @@ impl Deploy {
         let progress = Progress::new(self.json);
 
         let latest = lambda::latest(&lambda_client, &settings.layer_name).await?;
-        let mut outcome = Outcome {
-            status: Status::DryRun,
-            layer_name: settings.layer_name.clone(),
+        let mut outcome = Outcome::before_publishing(
+            &settings,
+            &manifest,
             region,
-            layer_version_arn: None,
-            version: None,
-            code_sha256: manifest.code_sha256.clone(),
-            code_size: manifest.zipped_bytes,
-            bytes_uploaded: 0,
-            upload: None,
-            previous_version: latest.as_ref().map(|l| l.version),
-            previous_code_sha256: latest.as_ref().and_then(|l| l.code_sha256.clone()),
-            description: settings.description.clone(),
-            license_info: settings.license_info.clone(),
-            compatible_runtimes,
-            compatible_architectures,
-            manifest: manifest_path.clone(),
-            zip: zip.clone(),
-        };
+            latest.as_ref(),
+            (compatible_runtimes, compatible_architectures),
+            (manifest_path.clone(), zip.clone()),
+        );
         if let Some(latest) =
             latest.filter(|l| l.code_sha256.as_deref() == Some(&manifest.code_sha256))
         {
@@ -406,24 +395,9 @@ impl Deploy {
             outcome.upload = Some(upload);
             return Ok(outcome);
         }
-        let content = match staged {
-            Some((client, object)) => {
-                if !upload.already_in_s3 {
-                    let uploaded = s3::upload(client, &zip, object, &progress).await?;
-                    outcome.bytes_uploaded = uploaded.bytes;
-                    upload.parts = uploaded.parts;
-                }
-                lambda::Content::S3 {
-                    bucket: object.bucket,
-                    key: object.key,
-                }
-            }
-            None => {
-                let bytes = read_verified(&zip, &manifest.sha256)?;
-                outcome.bytes_uploaded = bytes.len() as u64;
-                lambda::Content::Inline(bytes)
-            }
-        };
+        let (content, bytes_sent) =
+            send_content(staged, &zip, &manifest, &progress, &mut upload).await?;
+        outcome.bytes_uploaded = bytes_sent;
         outcome.upload = Some(upload);
         let properties = lambda::Properties {
             layer_name: &settings.layer_name,
@@ -433,22 +407,91 @@ impl Deploy {
             compatible_architectures: &outcome.compatible_architectures,
         };
         let published = lambda::publish(&lambda_client, &properties, content).await?;
-        if published.code_sha256.as_deref() != Some(manifest.code_sha256.as_str()) {
-            anyhow::bail!(
-                "CODESHA256 MISMATCH: Lambda published {} with CodeSha256 {} but the local zip's is {}: \
-                 the bytes changed between {} and Lambda; do not use this version",
-                published.layer_version_arn,
-                published.code_sha256.as_deref().unwrap_or("(none)"),
-                manifest.code_sha256,
-                zip.display()
-            );
-        }
+        check_published(&published, &manifest.code_sha256, &zip)?;
         outcome.status = Status::Published;
         outcome.layer_version_arn = Some(published.layer_version_arn);
         outcome.version = Some(published.version);
         outcome.code_size = u64::try_from(published.code_size).unwrap_or_default();
         Ok(outcome)
     }
+}
+
+impl Outcome {
+    /// What a deploy knows before it sends anything: a dry run's outcome.
+    fn before_publishing(
+        settings: &Settings,
+        manifest: &Manifest,
+        region: String,
+        latest: Option<&lambda::Latest>,
+        (compatible_runtimes, compatible_architectures): (Vec<String>, Vec<String>),
+        (manifest_path, zip): (PathBuf, PathBuf),
+    ) -> Outcome {
+        Outcome {
+            status: Status::DryRun,
+            layer_name: settings.layer_name.clone(),
+            region,
+            layer_version_arn: None,
+            version: None,
+            code_sha256: manifest.code_sha256.clone(),
+            code_size: manifest.zipped_bytes,
+            bytes_uploaded: 0,
+            upload: None,
+            previous_version: latest.map(|l| l.version),
+            previous_code_sha256: latest.and_then(|l| l.code_sha256.clone()),
+            description: settings.description.clone(),
+            license_info: settings.license_info.clone(),
+            compatible_runtimes,
+            compatible_architectures,
+            manifest: manifest_path,
+            zip,
+        }
+    }
+}
+
+/// The zip on its way to Lambda, and the bytes sent: uploaded to S3 unless it is there already
+/// (the parts recorded in `upload`), or read once, checked, to go inline.
+async fn send_content<'a>(
+    staged: Option<(&aws_sdk_s3::Client, &s3::Object<'a>)>,
+    zip: &std::path::Path,
+    manifest: &Manifest,
+    progress: &Progress,
+    upload: &mut Upload,
+) -> anyhow::Result<(lambda::Content<'a>, u64)> {
+    let Some((client, object)) = staged else {
+        let bytes = read_verified(zip, &manifest.sha256)?;
+        let sent = bytes.len() as u64;
+        return Ok((lambda::Content::Inline(bytes), sent));
+    };
+    let mut sent = 0;
+    if !upload.already_in_s3 {
+        let uploaded = s3::upload(client, zip, object, progress).await?;
+        sent = uploaded.bytes;
+        upload.parts = uploaded.parts;
+    }
+    let content = lambda::Content::S3 {
+        bucket: object.bucket,
+        key: object.key,
+    };
+    Ok((content, sent))
+}
+
+/// Lambda's CodeSha256 of the published version must be the zip's: otherwise the bytes changed on
+/// the way, and the version must not be used.
+fn check_published(
+    published: &lambda::Published,
+    code_sha256: &str,
+    zip: &std::path::Path,
+) -> anyhow::Result<()> {
+    if published.code_sha256.as_deref() == Some(code_sha256) {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "CODESHA256 MISMATCH: Lambda published {} with CodeSha256 {} but the local zip's is {code_sha256}: \
+         the bytes changed between {} and Lambda; do not use this version",
+        published.layer_version_arn,
+        published.code_sha256.as_deref().unwrap_or("(none)"),
+        zip.display()
+    )
 }
 
 /// The runtimes and architectures the layer version claims: the flags' or template's, else the
