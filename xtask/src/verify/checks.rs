@@ -212,52 +212,82 @@ fn biggest_packages(entries: &[Entry]) -> String {
 /// ELF machine, glibc and musl of one file, and its extension module tag.
 fn native(dir: &Path, entry: &Entry, target: &Target, out: &mut Vec<Diagnostic>) {
     let visible = visible_runtimes(&entry.rel, target);
+    extension_tag(entry, &visible, out);
+    let facts = match elf_facts(&dir.join(&entry.rel)) {
+        Ok(Some(facts)) => facts,
+        Ok(None) => return,
+        Err(e) => return out.push(unreadable(&entry.rel, &e)),
+    };
+    elf_architecture(entry, &facts, target, out);
+    // A native file outside python/ (e.g. /opt/lib) is loaded by every runtime of the layer.
+    let loaders = if visible.is_empty() {
+        target.runtimes.clone()
+    } else {
+        visible
+    };
+    elf_glibc(entry, &facts, &loaders, out);
+    if let Some(musl) = &facts.musl {
+        let message = format!("{} is linked against musl libc ({musl})", entry.rel);
+        out.push(diagnostic(&rules::MUSL_LINKED, &entry.rel, message).help(MUSL_HELP));
+    }
+}
+
+/// An extension module's file name tag (`.cpython-313-x86_64-linux-gnu.so`) against the
+/// runtimes that see it, and a musl platform in it.
+fn extension_tag(entry: &Entry, visible: &[&'static Runtime], out: &mut Vec<Diagnostic>) {
     let name = entry.rel.rsplit('/').next().unwrap_or(&entry.rel);
-    if let Some(tag) = abi::extension_abi(name) {
-        let misfits: Vec<&Runtime> = visible.iter().copied().filter(|r| !tag.fits(r)).collect();
-        if !misfits.is_empty() {
-            let fits: Vec<&str> = crate::runtime::RUNTIMES
-                .iter()
-                .filter(|r| tag.fits(r))
-                .map(|r| r.id)
-                .collect();
-            let message = format!(
-                "{} is an extension module for {}: it does not load on {}",
-                entry.rel,
-                tag.describe(),
-                ids(&misfits)
-            );
-            out.push(
-                diagnostic(&rules::ABI_MISMATCH, &entry.rel, message).help(format!(
-                    "claim only {} in CompatibleRuntimes, or build one layer per Python version in that version's image",
-                    fits.join(", ")
-                )),
-            );
-        }
-        if let ExtensionAbi::CPython { platform, .. } = &tag {
-            if platform.ends_with("-musl") {
-                let message = format!("{} is built for musl libc ({platform})", entry.rel);
-                out.push(diagnostic(&rules::MUSL_LINKED, &entry.rel, message).help(MUSL_HELP));
-            }
+    let Some(tag) = abi::extension_abi(name) else {
+        return;
+    };
+    let misfits: Vec<&Runtime> = visible.iter().copied().filter(|r| !tag.fits(r)).collect();
+    if !misfits.is_empty() {
+        let fits: Vec<&str> = crate::runtime::RUNTIMES
+            .iter()
+            .filter(|r| tag.fits(r))
+            .map(|r| r.id)
+            .collect();
+        let message = format!(
+            "{} is an extension module for {}: it does not load on {}",
+            entry.rel,
+            tag.describe(),
+            ids(&misfits)
+        );
+        out.push(
+            diagnostic(&rules::ABI_MISMATCH, &entry.rel, message).help(format!(
+                "claim only {} in CompatibleRuntimes, or build one layer per Python version in that version's image",
+                fits.join(", ")
+            )),
+        );
+    }
+    if let ExtensionAbi::CPython { platform, .. } = &tag {
+        if platform.ends_with("-musl") {
+            let message = format!("{} is built for musl libc ({platform})", entry.rel);
+            out.push(diagnostic(&rules::MUSL_LINKED, &entry.rel, message).help(MUSL_HELP));
         }
     }
+}
 
-    let path = dir.join(&entry.rel);
+/// The ELF facts of a file, `None` when it is not an ELF file (or not one `object` can read).
+fn elf_facts(path: &Path) -> std::io::Result<Option<elf::ElfFacts>> {
     let mut magic = [0u8; 4];
-    let is_elf = crate::util::open_regular(&path)
+    let is_elf = crate::util::open_regular(path)
         .and_then(|mut f| f.read_exact(&mut magic))
         .is_ok()
         && elf::is_elf(&magic);
     if !is_elf {
-        return;
+        return Ok(None);
     }
-    let file = match crate::util::open_regular(&path) {
-        Ok(file) => file,
-        Err(e) => return out.push(unreadable(&entry.rel, &e)),
-    };
-    let Ok(facts) = elf::inspect(&object::ReadCache::new(file)) else {
-        return;
-    };
+    let file = crate::util::open_regular(path)?;
+    Ok(elf::inspect(&object::ReadCache::new(file)).ok())
+}
+
+/// The file's machine must be every architecture the layer is for.
+fn elf_architecture(
+    entry: &Entry,
+    facts: &elf::ElfFacts,
+    target: &Target,
+    out: &mut Vec<Diagnostic>,
+) {
     let arch = facts.lambda_architecture();
     // A layer for both architectures can hold no single-architecture native file.
     let misfits: Vec<&str> = target
@@ -266,53 +296,55 @@ fn native(dir: &Path, entry: &Entry, target: &Target, out: &mut Vec<Diagnostic>)
         .map(String::as_str)
         .filter(|t| arch != Some(*t))
         .collect();
-    if !misfits.is_empty() {
-        let message = format!(
-            "{} is built for {}, but the layer is for {}",
-            entry.rel,
-            elf::machine_name(facts.machine),
-            misfits.join(", ")
-        );
-        let help = match (arch, target.architectures.len()) {
-            (Some(_), 2) => "a layer for both architectures must be pure Python: publish one layer per architecture".to_string(),
-            (Some(_), _) => format!("build in the {0} image (`--arch {0}`) or install wheels for {0} (`pip install --platform manylinux2014_{1} --only-binary=:all:`)", misfits[0], if misfits[0] == "arm64" { "aarch64" } else { "x86_64" }),
-            (None, _) => "Lambda runs only on x86_64 and arm64: remove the file or rebuild it".to_string(),
-        };
-        out.push(diagnostic(&rules::ELF_ARCHITECTURE, &entry.rel, message).help(help));
+    if misfits.is_empty() {
+        return;
     }
-    // A native file outside python/ (e.g. /opt/lib) is loaded by every runtime of the layer.
-    let loaders = if visible.is_empty() {
-        target.runtimes.clone()
-    } else {
-        visible
+    let message = format!(
+        "{} is built for {}, but the layer is for {}",
+        entry.rel,
+        elf::machine_name(facts.machine),
+        misfits.join(", ")
+    );
+    let help = match (arch, target.architectures.len()) {
+        (Some(_), 2) => "a layer for both architectures must be pure Python: publish one layer per architecture".to_string(),
+        (Some(_), _) => format!("build in the {0} image (`--arch {0}`) or install wheels for {0} (`pip install --platform manylinux2014_{1} --only-binary=:all:`)", misfits[0], if misfits[0] == "arm64" { "aarch64" } else { "x86_64" }),
+        (None, _) => "Lambda runs only on x86_64 and arm64: remove the file or rebuild it".to_string(),
     };
-    if let Some(needed) = facts.max_glibc {
-        let too_old: Vec<&Runtime> = loaders
-            .iter()
-            .copied()
-            .filter(|r| needed > r.glibc)
-            .collect();
-        if let Some(first) = too_old.first() {
-            let message = format!(
-                "{} needs glibc {}.{}, but {} {} glibc {}.{}",
-                entry.rel,
-                needed.0,
-                needed.1,
-                ids(&too_old),
-                if too_old.len() == 1 { "has" } else { "have" },
-                first.glibc.0,
-                first.glibc.1
-            );
-            out.push(diagnostic(&rules::GLIBC_TOO_NEW, &entry.rel, message).help(format!(
-                "the usual cause is a build image that is not Lambda's OS (its glibc is newer, so pip or uv chose a wheel for it): build in the runtime's own image ({}), or ask the installer for manylinux2014 wheels (`pip install --platform manylinux2014_x86_64 --only-binary=:all:`, `uv pip install --python-platform x86_64-manylinux2014`)",
-                first.build_image()
-            )));
-        }
-    }
-    if let Some(musl) = &facts.musl {
-        let message = format!("{} is linked against musl libc ({musl})", entry.rel);
-        out.push(diagnostic(&rules::MUSL_LINKED, &entry.rel, message).help(MUSL_HELP));
-    }
+    out.push(diagnostic(&rules::ELF_ARCHITECTURE, &entry.rel, message).help(help));
+}
+
+/// The newest glibc symbol version the file needs, against the runtimes that load it.
+fn elf_glibc(
+    entry: &Entry,
+    facts: &elf::ElfFacts,
+    loaders: &[&'static Runtime],
+    out: &mut Vec<Diagnostic>,
+) {
+    let Some(needed) = facts.max_glibc else {
+        return;
+    };
+    let too_old: Vec<&Runtime> = loaders
+        .iter()
+        .copied()
+        .filter(|r| needed > r.glibc)
+        .collect();
+    let Some(first) = too_old.first() else {
+        return;
+    };
+    let message = format!(
+        "{} needs glibc {}.{}, but {} {} glibc {}.{}",
+        entry.rel,
+        needed.0,
+        needed.1,
+        ids(&too_old),
+        if too_old.len() == 1 { "has" } else { "have" },
+        first.glibc.0,
+        first.glibc.1
+    );
+    out.push(diagnostic(&rules::GLIBC_TOO_NEW, &entry.rel, message).help(format!(
+        "the usual cause is a build image that is not Lambda's OS (its glibc is newer, so pip or uv chose a wheel for it): build in the runtime's own image ({}), or ask the installer for manylinux2014 wheels (`pip install --platform manylinux2014_x86_64 --only-binary=:all:`, `uv pip install --python-platform x86_64-manylinux2014`)",
+        first.build_image()
+    )));
 }
 
 const MUSL_HELP: &str = "Lambda runs on glibc (Amazon Linux): install manylinux wheels, not musllinux ones, and do not build in an Alpine image";
