@@ -14,9 +14,9 @@ artifact to S3 where CodeBuild would put it, and reports phases and status as Co
 
 S3 and Logs are reached through AWS_ENDPOINT_URL (moto). Deviation from CodeBuild: the artifact
 zip is the layer zip `build-layer` made from the selected files (CodeBuild zips them itself);
-its content is the same tree. A batch's builds put their artifact zips at
-<path>/<identifier>/<name> of the artifacts override and report it as each build's artifact
-location (CodeBuild's own layout for a batch is not documented: the client reads the location).
+its content is the same tree. With namespaceType BUILD_ID an artifact zip goes to
+<path>/<build uuid>/<name>, and every build reports where its zip went. A batch reports a
+DOWNLOAD_SOURCE build group before its builds, as CodeBuild does.
 """
 
 import argparse
@@ -116,7 +116,10 @@ class Batch:
 
     def describe(self):
         with self.lock:
-            groups = []
+            source = {"identifier": "DOWNLOAD_SOURCE", "dependsOn": [], "ignoreFailure": False,
+                      "currentBuildSummary": {"arn": self.arn.replace("build-batch/", "build/") + "-source",
+                                              "buildStatus": "SUCCEEDED"}}
+            groups = [source]
             for identifier, build in self.builds:
                 summary = build.describe()
                 current = {"arn": summary["arn"], "buildStatus": summary["buildStatus"]}
@@ -207,10 +210,6 @@ class Server:
         for name, value in (env.get("variables") or {}).items():
             variables[str(name)] = {"name": str(name), "value": str(value), "type": "PLAINTEXT"}
         request["environmentVariablesOverride"] = list(variables.values())
-        artifacts = dict(body.get("artifactsOverride") or {})
-        if artifacts:
-            artifacts["path"] = "/".join(p for p in [artifacts.get("path", ""), identifier] if p)
-            request["artifactsOverride"] = artifacts
         return request
 
     def run_batch(self, batch):
@@ -333,7 +332,8 @@ class Server:
         build.enter("UPLOAD_ARTIFACTS")
         artifacts = request.get("artifactsOverride", {})
         if artifacts.get("type") == "S3" and summary.get("zip"):
-            key = "/".join(p for p in [artifacts.get("path", ""), artifacts.get("name", "artifact.zip")] if p)
+            namespace = build.uuid if artifacts.get("namespaceType") == "BUILD_ID" else ""
+            key = "/".join(p for p in [artifacts.get("path", ""), namespace, artifacts.get("name", "artifact.zip")] if p)
             self.s3.upload_file(summary["zip"], artifacts["location"], key)
             with build.lock:
                 build.artifact_location = f"arn:aws:s3:::{artifacts['location']}/{key}"

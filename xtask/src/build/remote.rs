@@ -211,26 +211,12 @@ impl CodeBuildExecutor<'_> {
         artifact_key: &str,
     ) -> anyhow::Result<Build> {
         let (path, name) = artifact_key.rsplit_once('/').unwrap_or(("", artifact_key));
-        let artifacts = ProjectArtifacts::builder()
-            .r#type(ArtifactsType::S3)
-            .location(&self.target.bucket)
-            .path(path)
-            .name(name)
-            .packaging(ArtifactPackaging::Zip)
-            .namespace_type(ArtifactNamespace::None)
-            .build()
-            .context("the artifacts override")?;
+        let artifacts = self.artifacts_override(path, name, ArtifactNamespace::None)?;
         let environment_type = match plan.arch.as_str() {
             "arm64" => EnvironmentType::ArmContainer,
             _ => EnvironmentType::LinuxContainer,
         };
-        let asked = plan.options.timeout.as_secs() / 60;
-        let minutes = asked.clamp(5, 2160);
-        if minutes != asked {
-            self.log.warning(&format!(
-                "CodeBuild's build timeout is 5 to 2160 minutes: {minutes}, not {asked}"
-            ));
-        }
+        let minutes = self.timeout_minutes(plan);
         let mut request = self
             .clients
             .codebuild
@@ -243,14 +229,10 @@ impl CodeBuildExecutor<'_> {
             .environment_type_override(environment_type)
             .set_environment_variables_override(Some(variables(plan)?))
             .artifacts_override(artifacts)
-            .timeout_in_minutes_override(minutes as i32)
+            .timeout_in_minutes_override(minutes)
             .queued_timeout_in_minutes_override((MAX_QUEUED.as_secs() / 60) as i32);
         if !plan.options.cache {
-            let none = ProjectCache::builder()
-                .r#type(CacheType::NoCache)
-                .build()
-                .context("the cache override")?;
-            request = request.cache_override(none);
+            request = request.cache_override(no_cache()?);
         }
         let project = &self.target.project;
         let started = request.send().await.map_err(|e| {
@@ -262,6 +244,37 @@ impl CodeBuildExecutor<'_> {
         started
             .build_value
             .ok_or_else(|| anyhow::anyhow!("StartBuild returned no build"))
+    }
+
+    /// An artifacts override: one zip `name` at `path` in the bucket (under the build's id with
+    /// `namespace` BUILD_ID).
+    fn artifacts_override(
+        &self,
+        path: &str,
+        name: &str,
+        namespace: ArtifactNamespace,
+    ) -> anyhow::Result<ProjectArtifacts> {
+        ProjectArtifacts::builder()
+            .r#type(ArtifactsType::S3)
+            .location(&self.target.bucket)
+            .path(path)
+            .name(name)
+            .packaging(ArtifactPackaging::Zip)
+            .namespace_type(namespace)
+            .build()
+            .context("the artifacts override")
+    }
+
+    /// The plan's timeout in CodeBuild's bounds (5 to 2160 minutes), said when it had to move.
+    fn timeout_minutes(&self, plan: &Plan) -> i32 {
+        let asked = plan.options.timeout.as_secs() / 60;
+        let minutes = asked.clamp(5, 2160);
+        if minutes != asked {
+            self.log.warning(&format!(
+                "CodeBuild's build timeout is 5 to 2160 minutes: {minutes}, not {asked}"
+            ));
+        }
+        minutes as i32
     }
 
     /// Polls the build (with backoff) and prints its log as it arrives, until it completes, or
@@ -367,7 +380,7 @@ impl CodeBuildExecutor<'_> {
             .tempfile_in(&plan.out_dir)
             .context("cannot create the artifact's download file")?
             .into_temp_path();
-        let artifact_key = self.artifact_key(build, artifact)?;
+        let artifact_key = artifact_key(&self.target.bucket, build, artifact)?;
         self.download(&artifact_key, &zip).await?;
         self.remove_artifact(&artifact_key).await;
         let symlinks = plan
@@ -393,35 +406,6 @@ impl CodeBuildExecutor<'_> {
             }),
         });
         Ok(outcome)
-    }
-
-    /// The key of the build's artifact zip: the one asked for, or the one the build reports, when
-    /// it is a zip in the bucket under the expected prefix (nothing else is downloaded).
-    fn artifact_key(&self, build: &Build, artifact: &ArtifactAt) -> anyhow::Result<String> {
-        let prefix = match artifact {
-            ArtifactAt::Key(key) => return Ok(key.clone()),
-            ArtifactAt::ReportedUnder(prefix) => prefix,
-        };
-        let location = build
-            .artifacts()
-            .and_then(|a| a.location())
-            .unwrap_or_default();
-        let bucket = &self.target.bucket;
-        let key = location
-            .strip_prefix("arn:aws:s3:::")
-            .or_else(|| location.strip_prefix("arn:aws-cn:s3:::"))
-            .or_else(|| location.strip_prefix("arn:aws-us-gov:s3:::"))
-            .and_then(|rest| rest.strip_prefix(bucket.as_str()))
-            .and_then(|rest| rest.strip_prefix('/'))
-            .filter(|key| key.starts_with(prefix.as_str()) && key.ends_with(".zip"))
-            .filter(|key| !key.split('/').any(|part| part == ".." || part.is_empty()));
-        match key {
-            Some(key) => Ok(key.to_string()),
-            None => bail!(
-                "the build {} reports its artifact at {location:?}, not a zip under s3://{bucket}/{prefix}",
-                build.id().unwrap_or_default()
-            ),
-        }
     }
 
     /// The artifact, once downloaded, is not kept in the bucket (a failure is only said).
@@ -475,6 +459,55 @@ impl CodeBuildExecutor<'_> {
     }
 }
 
+/// The key of the build's artifact zip: the one asked for, or the one the build reports, when
+/// it is a zip in the bucket under the expected prefix (nothing else is downloaded).
+fn artifact_key(bucket: &str, build: &Build, artifact: &ArtifactAt) -> anyhow::Result<String> {
+    let prefix = match artifact {
+        ArtifactAt::Key(key) => return Ok(key.clone()),
+        ArtifactAt::ReportedUnder(prefix) => prefix,
+    };
+    let location = build
+        .artifacts()
+        .and_then(|a| a.location())
+        .unwrap_or_default();
+    // arn:<partition>:s3:::<bucket>/<key>
+    let key = location
+        .strip_prefix("arn:")
+        .and_then(|rest| rest.split_once(":s3:::"))
+        .filter(|(partition, _)| {
+            partition
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '-')
+        })
+        .and_then(|(_, rest)| rest.strip_prefix(bucket))
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|key| key.starts_with(prefix.as_str()) && key.ends_with(".zip"))
+        // Each build of a batch writes under its own id (namespace BUILD_ID): never another's.
+        .filter(|key| key.split('/').any(|part| part == build_uuid(build)))
+        .filter(|key| !key.split('/').any(|part| part == ".." || part.is_empty()));
+    match key {
+        Some(key) => Ok(key.to_string()),
+        None => bail!(
+            "the build {} reports its artifact at {location:?}, not a zip under s3://{bucket}/{prefix} in a directory named after the build",
+            build.id().unwrap_or_default()
+        ),
+    }
+}
+
+/// The UUID part of a build's id (`<project>:<uuid>`), which names its artifact's directory.
+fn build_uuid(build: &Build) -> &str {
+    let id = build.id().unwrap_or_default();
+    id.rsplit_once(':').map_or(id, |(_, uuid)| uuid)
+}
+
+/// A cache override that turns the project's cache off (`--no-cache`).
+fn no_cache() -> anyhow::Result<ProjectCache> {
+    ProjectCache::builder()
+        .r#type(CacheType::NoCache)
+        .build()
+        .context("the cache override")
+}
+
 /// Stops a started build (after Ctrl-C, or when it waited too long); a failure is only said.
 pub async fn stop(clients: &Clients, id: &str) {
     if let Err(e) = clients.codebuild.stop_build().id(id).send().await {
@@ -494,8 +527,13 @@ fn key_prefix(plan: &Plan) -> String {
 /// overrides; CodeBuild sets its own, and resolves the buildspec's `parameter-store` and
 /// `secrets-manager` itself.
 fn variables(plan: &Plan) -> anyhow::Result<Vec<EnvironmentVariable>> {
-    plan.provided_variables()
-        .into_iter()
+    plaintext(&plan.provided_variables())
+}
+
+/// `variables` as PLAINTEXT environment variable overrides.
+fn plaintext(variables: &[(String, String)]) -> anyhow::Result<Vec<EnvironmentVariable>> {
+    variables
+        .iter()
         .map(|(name, value)| {
             EnvironmentVariable::builder()
                 .name(name)
@@ -570,4 +608,49 @@ fn exported(build: &Build, plan: &Plan) -> Vec<(String, Option<String>)> {
             Some((name, value))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_codebuild::types::BuildArtifacts;
+
+    fn build(id: &str, location: &str) -> Build {
+        Build::builder()
+            .id(id)
+            .artifacts(BuildArtifacts::builder().location(location).build())
+            .build()
+    }
+
+    #[test]
+    fn only_a_zip_of_this_build_under_the_prefix_is_fetched() {
+        let prefix = ArtifactAt::ReportedUnder("layer/remote/batches/b1/".to_string());
+        let id = "proj:1111-aaaa";
+        let good = "arn:aws:s3:::bkt/layer/remote/batches/b1/1111-aaaa/layer.zip";
+        assert_eq!(
+            artifact_key("bkt", &build(id, good), &prefix).expect("accepted"),
+            "layer/remote/batches/b1/1111-aaaa/layer.zip"
+        );
+        let china = "arn:aws-cn:s3:::bkt/layer/remote/batches/b1/1111-aaaa/layer.zip";
+        assert!(artifact_key("bkt", &build(id, china), &prefix).is_ok());
+        for bad in [
+            // another build's directory, another bucket, a bucket with the name as prefix
+            "arn:aws:s3:::bkt/layer/remote/batches/b1/2222-bbbb/layer.zip",
+            "arn:aws:s3:::other/layer/remote/batches/b1/1111-aaaa/layer.zip",
+            "arn:aws:s3:::bktx/layer/remote/batches/b1/1111-aaaa/layer.zip",
+            // outside the prefix, not a zip, a climb, an empty segment, not an S3 ARN
+            "arn:aws:s3:::bkt/elsewhere/1111-aaaa/layer.zip",
+            "arn:aws:s3:::bkt/layer/remote/batches/b1/1111-aaaa/layer",
+            "arn:aws:s3:::bkt/layer/remote/batches/b1/1111-aaaa/../x.zip",
+            "arn:aws:s3:::bkt/layer/remote/batches/b1//1111-aaaa/layer.zip",
+            "arn:aws:s3:Bad::bkt/layer/remote/batches/b1/1111-aaaa/layer.zip",
+            "s3://bkt/layer/remote/batches/b1/1111-aaaa/layer.zip",
+            "",
+        ] {
+            assert!(
+                artifact_key("bkt", &build(id, bad), &prefix).is_err(),
+                "accepted {bad}"
+            );
+        }
+    }
 }

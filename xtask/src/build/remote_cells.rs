@@ -4,6 +4,7 @@
 //! cell that is up to date is not sent; one that fails does not stop the others.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, Semaphore};
@@ -96,7 +97,8 @@ async fn prepare(
 }
 
 /// The cells as one batch: started, each cell's build handed to it as CodeBuild starts it.
-/// After a signal the batch is stopped (all its builds) and every cell reported interrupted.
+/// After a signal the batch is stopped (all its builds, if it was started) and every cell that
+/// had not finished is reported interrupted.
 async fn run_batch(pending: Vec<Pending>, jobs: usize) -> Vec<CellResult> {
     let Some(first) = pending.first() else {
         return Vec::new();
@@ -119,6 +121,48 @@ async fn run_batch(pending: Vec<Pending>, jobs: usize) -> Vec<CellResult> {
         log: &log,
         running: Default::default(),
     };
+    let finished = Mutex::new(vec![None; pending.len()]);
+    tokio::select! {
+        () = start_and_follow(&executor, &pending, jobs, &finished) => {}
+        code = super::interrupted() => {
+            let batch = executor.running.lock().ok().and_then(|mut r| r.take());
+            if let Some(id) = batch {
+                log.line(&format!("interrupted: stopping the CodeBuild batch {id} (exit {code})"));
+                batch::stop_batch(&executor, &id).await;
+            }
+            let mut finished = finished.lock().unwrap_or_else(PoisonError::into_inner);
+            for (p, result) in pending.iter().zip(finished.iter_mut()) {
+                if result.is_none() {
+                    super::package::remove_pending(&p.plan);
+                    *result = Some(Ok(Summary::interrupted(code, p.started.elapsed())));
+                }
+            }
+        }
+    }
+    let finished = finished
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    pending
+        .iter()
+        .zip(finished)
+        .map(|(p, outcome)| CellResult {
+            cell: p.cell.clone(),
+            outcome: outcome.unwrap_or_else(|| Err("the cell was not followed".to_string())),
+            took: p.started.elapsed(),
+        })
+        .collect()
+}
+
+/// Starts the batch and follows every cell to its summary, each put in `finished` as it ends.
+async fn start_and_follow(
+    executor: &CodeBuildExecutor<'_>,
+    pending: &[Pending],
+    jobs: usize,
+    finished: &Mutex<Vec<Option<Result<Summary, String>>>>,
+) {
+    let finish = |index: usize, result: Result<Summary, String>| {
+        finished.lock().unwrap_or_else(PoisonError::into_inner)[index] = Some(result);
+    };
     let cells: Vec<BatchCell> = pending
         .iter()
         .map(|p| BatchCell {
@@ -128,43 +172,37 @@ async fn run_batch(pending: Vec<Pending>, jobs: usize) -> Vec<CellResult> {
         .collect();
     let batch = match executor.start_batch(&cells).await {
         Ok(batch) => batch,
-        Err(e) => return fail_all(&pending, &first.masker.mask(&format!("{e:#}"))),
+        Err(e) => {
+            for (index, p) in pending.iter().enumerate() {
+                finish(index, Err(p.masker.mask(&format!("{e:#}"))));
+            }
+            return;
+        }
     };
     let mut waiting = HashMap::new();
     let mut builds = Vec::new();
     for (p, cell) in pending.iter().zip(&cells) {
-        let (tell, started) = oneshot::channel();
+        let (tell, build_id) = oneshot::channel();
         waiting.insert(cell.identifier.clone(), tell);
-        builds.push((p, started));
+        builds.push((p, build_id));
     }
     let timeout = pending.iter().map(|p| p.plan.options.timeout).max();
     let packaging = Semaphore::new(jobs.max(1));
     let cell_runs = builds
         .into_iter()
-        .map(|(p, started)| run_cell(&executor, p, started, &batch, &packaging));
-    let work = async {
-        let dispatch = executor.dispatch_batch(&batch, waiting, timeout.unwrap_or(Duration::ZERO));
-        tokio::join!(dispatch, futures_util::future::join_all(cell_runs)).1
-    };
-    tokio::select! {
-        outcomes = work => pending
-            .iter()
-            .zip(outcomes)
-            .map(|(p, outcome)| CellResult { cell: p.cell.clone(), outcome, took: p.started.elapsed() })
-            .collect(),
-        code = super::interrupted() => {
-            log.line(&format!("interrupted: stopping the CodeBuild batch {} (exit {code})", batch.id));
-            batch::stop_batch(&executor, &batch.id).await;
-            pending
-                .iter()
-                .map(|p| {
-                    super::package::remove_pending(&p.plan);
-                    let took = p.started.elapsed();
-                    CellResult { cell: p.cell.clone(), outcome: Ok(Summary::interrupted(code, took)), took }
-                })
-                .collect()
-        }
-    }
+        .enumerate()
+        .map(|(index, (p, build_id))| {
+            let batch = &batch;
+            let packaging = &packaging;
+            async move {
+                finish(
+                    index,
+                    run_cell(executor, p, build_id, batch, packaging).await,
+                )
+            }
+        });
+    let dispatch = executor.dispatch_batch(&batch, waiting, timeout.unwrap_or(Duration::ZERO));
+    tokio::join!(dispatch, futures_util::future::join_all(cell_runs));
 }
 
 /// One cell of the batch: its build followed once the batch has started it, its artifact
@@ -172,7 +210,7 @@ async fn run_batch(pending: Vec<Pending>, jobs: usize) -> Vec<CellResult> {
 async fn run_cell(
     batch_executor: &CodeBuildExecutor<'_>,
     p: &Pending,
-    started: oneshot::Receiver<batch::Started>,
+    build_id: oneshot::Receiver<batch::BuildStarted>,
     batch: &Batch,
     packaging: &Semaphore,
 ) -> Result<Summary, String> {
@@ -190,10 +228,11 @@ async fn run_cell(
             ..Outcome::default()
         }
     };
-    let outcome = match started.await {
+    // Ready before the build is: a build handed over is always followed (or stopped).
+    let staging = Staging::create(&p.plan.out_dir).map_err(mask)?;
+    let outcome = match build_id.await {
         Ok(Ok(id)) => {
             p.log.line(&format!("following the batch's build {id}"));
-            let staging = Staging::create(&p.plan.out_dir).map_err(mask)?;
             let artifact = ArtifactAt::ReportedUnder(batch.artifact_prefix.clone());
             executor
                 .follow_and_stage(&p.plan, staging, &id, artifact)

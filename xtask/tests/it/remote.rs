@@ -557,14 +557,15 @@ fn a_failing_cell_of_the_batch_does_not_hide_the_others() {
 }
 
 #[test]
-fn sigint_stops_the_batch_build() {
+fn sigint_stops_the_batch_build_and_keeps_the_finished_cells() {
     let cells = [("3.9", "x86_64"), ("3.13", "x86_64")];
     if !ready() || !support::cell_images_ready(&cells) {
         return;
     }
     let name = unique("rz");
     let codebuild = CodeBuild::start(&format!("{name}-layer"));
-    let (dir, bucket) = matrix_project(&name, "      - echo sleeping\n      - sleep 120\n");
+    let sleep = "      - test \"$LAYER_PYTHON\" != 3.13 || { echo sleeping; sleep 120; }\n";
+    let (dir, bucket) = matrix_project(&name, sleep);
     let source = dir.path().display().to_string();
     let image = support::cell_image_template();
     let args = [
@@ -582,18 +583,27 @@ fn sigint_stops_the_batch_build() {
     ];
     let mut child = xtask(&codebuild, &args)
         .stderr(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .expect("spawn");
     let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
     let mut seen = String::new();
-    while seen.matches("sleeping").count() < 2 {
+    while !seen.contains("sleeping") {
         let mut line = String::new();
         if stderr.read_line(&mut line).expect("read") == 0 {
-            panic!("the builds ended before their sleep:\n{seen}");
+            panic!("the builds ended before the sleep:\n{seen}");
         }
         seen.push_str(&line);
     }
+    // The python3.9 cell finishes while python3.13 sleeps.
+    let finished = dir
+        .path()
+        .join(format!("target/layer/{name}-python3.9-x86_64.json"));
+    let waiting = Instant::now();
+    while !finished.exists() && waiting.elapsed() < Duration::from_secs(90) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(finished.exists(), "{seen}");
     let pid = child.id().to_string();
     let killed = Command::new("kill").args(["-INT", &pid]).status();
     assert!(killed.expect("kill").success());
@@ -604,6 +614,20 @@ fn sigint_stops_the_batch_build() {
     assert_eq!(status.code(), Some(130), "{seen}{rest}");
     assert!(started.elapsed() < Duration::from_secs(30));
     assert!(rest.contains("stopping the CodeBuild batch"), "{rest}");
+    let mut stdout = String::new();
+    let mut out = child.stdout.take().expect("stdout");
+    std::io::Read::read_to_string(&mut out, &mut stdout).expect("read");
+    let matrix: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(
+        cell(&matrix, "python3.9-x86_64")["status"],
+        "SUCCEEDED",
+        "{matrix:#}"
+    );
+    assert_eq!(
+        cell(&matrix, "python3.13-x86_64")["interrupted"],
+        130,
+        "{matrix:#}"
+    );
 }
 
 #[test]

@@ -2,19 +2,17 @@
 //! buildspec's own text with a `batch: build-list:` appended, one build per cell with its image,
 //! environment type (arm64 cells on ARM compute) and cell variables. The batch is started once
 //! and followed until every cell's build has started; each build is then followed and staged
-//! as a single `--remote` build is.
+//! as a single `--remote` build is, its artifact in a directory named after its own build id.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
-use aws_sdk_codebuild::types::{
-    ArtifactNamespace, ArtifactPackaging, ArtifactsType, BuildBatch, CacheType,
-    EnvironmentVariable, EnvironmentVariableType, ProjectArtifacts, ProjectCache, SourceType,
-};
+use anyhow::bail;
+use aws_sdk_codebuild::operation::start_build_batch::StartBuildBatchError;
+use aws_sdk_codebuild::types::{ArtifactNamespace, BuildBatch, SourceType};
 use tokio::sync::oneshot;
 
-use super::{key_prefix, CodeBuildExecutor, MAX_POLL_FAILURES, MAX_QUEUED};
+use super::{key_prefix, no_cache, plaintext, CodeBuildExecutor, MAX_POLL_FAILURES, MAX_QUEUED};
 use crate::aws;
 use crate::build::prepare::Plan;
 use crate::diagnostic::SourceFile;
@@ -33,7 +31,10 @@ pub struct Batch {
 }
 
 /// What a cell's build in the batch became: its build id, or why it never started.
-pub type Started = Result<String, String>;
+pub type BuildStarted = Result<String, String>;
+
+/// Build groups of a batch that are not cells: the batch's own source download.
+const BATCH_GROUPS: &[&str] = &["DOWNLOAD_SOURCE"];
 
 /// The build-list identifier of a cell: `python3.13-arm64` → `python3_13_arm64` (CodeBuild
 /// allows letters, digits and underscores).
@@ -86,9 +87,9 @@ impl BatchEntry {
         }
     }
 
-    /// The entry as YAML under `build-list:`, every value quoted (JSON strings are YAML).
+    /// The entry as YAML under `build-list:`, every value double-quoted.
     fn yaml(&self) -> String {
-        let q = |s: &str| serde_json::Value::from(s).to_string();
+        let q = quoted;
         let kind = if self.arm {
             "ARM_CONTAINER"
         } else {
@@ -107,6 +108,20 @@ impl BatchEntry {
         }
         out
     }
+}
+
+/// `text` as a double-quoted scalar that YAML 1.1 and 1.2 read back the same: a JSON string
+/// with every control character, NEL, the line and paragraph separators and the BOM escaped
+/// (JSON leaves some of them raw, and YAML 1.1 folds them as line breaks).
+fn quoted(text: &str) -> String {
+    let json = serde_json::Value::from(text).to_string();
+    json.chars()
+        .map(|c| match c {
+            c if c.is_control() && c != '\n' => format!("\\u{:04x}", c as u32),
+            '\u{2028}' | '\u{2029}' | '\u{feff}' => format!("\\u{:04x}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// The buildspec's text with the batch appended: the phases, env and artifacts every build runs
@@ -130,21 +145,43 @@ pub fn buildspec_with_batch(text: &str, entries: &[BatchEntry]) -> anyhow::Resul
         out += &entry.yaml();
     }
     let added = read(&out);
-    let listed = added
-        .root
-        .as_ref()
-        .and_then(|r| r.get("batch"))
-        .and_then(|b| b.get("build-list"))
-        .and_then(|l| l.as_seq())
-        .map_or(0, <[_]>::len);
     if original.buildspec.is_none()
         || added.buildspec != original.buildspec
-        || listed != entries.len()
         || added.has_errors() != original.has_errors()
+        || read_back(&added).as_deref() != Some(entries)
     {
         bail!("cannot append a batch section to this buildspec: --remote --matrix needs it written as a block mapping (key: value lines), not a flow mapping or several documents");
     }
     Ok(out)
+}
+
+/// The build list as it reads back from the appended text.
+fn read_back(added: &crate::buildspec::Parsed) -> Option<Vec<BatchEntry>> {
+    let list = added
+        .root
+        .as_ref()?
+        .get("batch")?
+        .get("build-list")?
+        .as_seq()?;
+    list.iter()
+        .map(|item| {
+            let env = item.get("env")?;
+            let variables = match env.get("variables") {
+                Some(map) => map
+                    .as_map()?
+                    .iter()
+                    .map(|e| Some((e.key.as_str()?.to_string(), e.value.as_str()?.to_string())))
+                    .collect::<Option<Vec<_>>>()?,
+                None => Vec::new(),
+            };
+            Some(BatchEntry {
+                identifier: item.get("identifier")?.as_str()?.to_string(),
+                arm: env.get("type")?.as_str()? == "ARM_CONTAINER",
+                image: env.get("image")?.as_str()?.to_string(),
+                variables,
+            })
+        })
+        .collect()
 }
 
 impl CodeBuildExecutor<'_> {
@@ -169,16 +206,12 @@ impl CodeBuildExecutor<'_> {
             key_prefix(first.plan),
             uuid::Uuid::new_v4()
         );
-        let artifacts = ProjectArtifacts::builder()
-            .r#type(ArtifactsType::S3)
-            .location(&self.target.bucket)
-            .path(artifact_prefix.trim_end_matches('/'))
-            .name("layer.zip")
-            .packaging(ArtifactPackaging::Zip)
-            .namespace_type(ArtifactNamespace::None)
-            .build()
-            .context("the artifacts override")?;
-        let minutes = (first.plan.options.timeout.as_secs() / 60).clamp(5, 2160) as i32;
+        // BUILD_ID: each build's zip lands in a directory named after its own id.
+        let artifacts = self.artifacts_override(
+            artifact_prefix.trim_end_matches('/'),
+            "layer.zip",
+            ArtifactNamespace::BuildId,
+        )?;
         let mut request = self
             .clients
             .codebuild
@@ -189,30 +222,33 @@ impl CodeBuildExecutor<'_> {
             .buildspec_override(buildspec)
             .set_environment_variables_override(Some(plaintext(&common)?))
             .artifacts_override(artifacts)
-            .build_timeout_in_minutes_override(minutes)
+            .build_timeout_in_minutes_override(self.timeout_minutes(first.plan))
             .queued_timeout_in_minutes_override((MAX_QUEUED.as_secs() / 60) as i32);
         if !first.plan.options.cache {
-            let none = ProjectCache::builder()
-                .r#type(CacheType::NoCache)
-                .build()
-                .context("the cache override")?;
-            request = request.cache_override(none);
+            request = request.cache_override(no_cache()?);
         }
         let project = &self.target.project;
-        let started = request.send().await.map_err(|e| {
-            let text = format!("{e:?}");
-            if text.contains("AccountLimitExceeded") {
-                return anyhow::anyhow!("CodeBuild refused to start a batch build of {project}: its concurrent build limit or the account's build quota is reached");
-            }
-            if text.contains("InvalidInputException") && text.to_lowercase().contains("batch") {
-                return anyhow::anyhow!("CodeBuild refused the batch build of {project}: the project has no batch configuration (BuildBatchConfig, as codebuild.yml sets it; `cargo xtask deploy-stack` updates it)");
-            }
-            aws::explain(&e, "codebuild:StartBuildBatch", &format!("the CodeBuild project {project}"))
-        })?;
+        let started = request
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(StartBuildBatchError::InvalidInputException(refused)) => anyhow::anyhow!(
+                    "CodeBuild refused the batch build of {project}: {} (batch builds need the project's BuildBatchConfig, which codebuild.yml sets: `cargo xtask deploy-stack`)",
+                    refused.message().unwrap_or("invalid input")
+                ),
+                _ if format!("{e:?}").contains("AccountLimitExceeded") => anyhow::anyhow!(
+                    "CodeBuild refused to start a batch build of {project}: the project's concurrent build limit or the account's build quota is reached"
+                ),
+                _ => aws::explain(&e, "codebuild:StartBuildBatch", &format!("the CodeBuild project {project}")),
+            })?;
         let batch = started
             .build_batch
             .ok_or_else(|| anyhow::anyhow!("StartBuildBatch returned no batch"))?;
         let id = batch.id().unwrap_or_default().to_string();
+        // For a signal from here on: the batch to stop.
+        if let Ok(mut running) = self.running.lock() {
+            *running = Some(id.clone());
+        }
         self.log.line(&format!(
             "started the batch {} in the CodeBuild project {project}: {} builds ({})",
             batch.arn().unwrap_or(&id),
@@ -231,16 +267,19 @@ impl CodeBuildExecutor<'_> {
 
     /// Polls the batch (with backoff) and hands each cell its build id as soon as CodeBuild
     /// reports it; a cell whose build never started gets why. Bounded by `timeout` plus the
-    /// queue's bound: then the batch is stopped.
+    /// queue's bound. When it gives up before any cell started, the batch is stopped; once some
+    /// have, their builds run on (each followed on its own) and only the waiting cells fail.
     pub async fn dispatch_batch(
         &self,
         batch: &Batch,
-        mut waiting: HashMap<String, oneshot::Sender<Started>>,
+        mut waiting: HashMap<String, oneshot::Sender<BuildStarted>>,
         timeout: Duration,
     ) {
+        let cells = waiting.len();
         let started = Instant::now();
         let mut delay = Duration::from_millis(500);
         let mut failures = 0;
+        let mut unknown = Vec::new();
         while !waiting.is_empty() {
             let described = match self.describe_batch(&batch.id).await {
                 Ok(described) => described,
@@ -250,17 +289,22 @@ impl CodeBuildExecutor<'_> {
                     continue;
                 }
                 Err(e) => {
-                    stop_batch(self, &batch.id).await;
-                    return tell_all(
-                        waiting,
-                        &format!("following the batch failed (stopped): {e:#}"),
-                    );
+                    let why = format!("following the batch failed: {e:#}");
+                    return self.give_up(batch, waiting, cells, &why).await;
                 }
             };
             failures = 0;
             for (identifier, id) in started_builds(&described) {
                 if let Some(cell) = waiting.remove(&identifier) {
-                    let _ = cell.send(Ok(id));
+                    // A cell that gave up before its build started cannot follow it.
+                    if cell.send(Ok(id.clone())).is_err() {
+                        super::stop(self.clients, &id).await;
+                    }
+                } else if !BATCH_GROUPS.contains(&identifier.as_str())
+                    && !unknown.contains(&identifier)
+                {
+                    self.log.warning(&format!("the batch runs a build that is no cell of it: {identifier} ({id}), not followed"));
+                    unknown.push(identifier);
                 }
             }
             if described.complete() {
@@ -274,15 +318,27 @@ impl CodeBuildExecutor<'_> {
                 return tell_all(waiting, &why);
             }
             if started.elapsed() > timeout + MAX_QUEUED {
-                stop_batch(self, &batch.id).await;
-                return tell_all(
-                    waiting,
-                    "the batch did not start this cell's build in time: stopped",
-                );
+                let why = "the batch did not start this cell's build in time";
+                return self.give_up(batch, waiting, cells, why).await;
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 3 / 2).min(Duration::from_secs(5));
         }
+    }
+
+    /// The waiting cells fail with `why`; the batch is stopped when none of its cells started.
+    async fn give_up(
+        &self,
+        batch: &Batch,
+        waiting: HashMap<String, oneshot::Sender<BuildStarted>>,
+        cells: usize,
+        why: &str,
+    ) {
+        if waiting.len() == cells {
+            stop_batch(self, &batch.id).await;
+            return tell_all(waiting, &format!("{why}: the batch was stopped"));
+        }
+        tell_all(waiting, why);
     }
 
     async fn describe_batch(&self, id: &str) -> anyhow::Result<BuildBatch> {
@@ -303,7 +359,7 @@ impl CodeBuildExecutor<'_> {
     }
 }
 
-fn tell_all(waiting: HashMap<String, oneshot::Sender<Started>>, why: &str) {
+fn tell_all(waiting: HashMap<String, oneshot::Sender<BuildStarted>>, why: &str) {
     for (_, cell) in waiting {
         let _ = cell.send(Err(why.to_string()));
     }
@@ -323,7 +379,8 @@ fn started_builds(batch: &BuildBatch) -> Vec<(String, String)> {
         .collect()
 }
 
-/// ` in DOWNLOAD_SOURCE: <CodeBuild's message>` for the batch's phase that failed, when one did.
+/// ` (its phase DOWNLOAD_BATCHSPEC FAILED: <CodeBuild's message>)` for the batch's phase that
+/// did not succeed, when one did not.
 fn batch_failure(batch: &BuildBatch) -> String {
     let failed = batch
         .phases()
@@ -362,20 +419,6 @@ pub async fn stop_batch(executor: &CodeBuildExecutor<'_>, id: &str) {
     }
 }
 
-fn plaintext(variables: &[(String, String)]) -> anyhow::Result<Vec<EnvironmentVariable>> {
-    variables
-        .iter()
-        .map(|(name, value)| {
-            EnvironmentVariable::builder()
-                .name(name)
-                .value(value)
-                .r#type(EnvironmentVariableType::Plaintext)
-                .build()
-                .context("an environment variable override")
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,7 +444,7 @@ mod tests {
 
     #[test]
     fn the_batch_is_appended_and_every_value_reads_back() {
-        let tricky = "a: b # c\n\"d\" 'e' \\ ${X} *star &anchor";
+        let tricky = "a: b # c\n\"d\" 'e' \\ ${X} *star &anchor \u{85}\u{2028}\u{7f}\u{feff}";
         let entries = [
             entry("python3_9_x86_64", false, &[("LAYER_PYTHON", "3.9")]),
             entry(
