@@ -20,6 +20,7 @@ fn main() -> anyhow::Result<()> {
     let options = ZipOptions {
         source_date_epoch: None,
         threads,
+        reuse: None,
     };
     let started = Instant::now();
     let summary = write_zip(&PathBuf::from(dir), &PathBuf::from(dest), &options)?;

@@ -275,6 +275,7 @@ mod tests {
         let options = ZipOptions {
             source_date_epoch: Some(epoch),
             threads: 1,
+            reuse: None,
         };
         write_zip(tree.path(), &zip, &options).unwrap();
         zip

@@ -41,6 +41,10 @@ pub struct Manifest {
     /// Where the build ran when it ran remotely (`build-layer --remote`); absent for a local one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub built_by: Option<RemoteBuild>,
+    /// The zip writer that made the zip (`artifacts::zip::WRITER`): a rebuild copies this zip's
+    /// compressed entries only when it is the same one. Absent in manifests written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zip_writer: Option<String>,
 }
 
 /// A build CodeBuild ran: its project, its ARN and the image it reports.
@@ -158,6 +162,7 @@ mod tests {
             sha256: "00".repeat(32),
             code_sha256: "AAAA".into(),
             content_sha256: Some("11".repeat(32)),
+            zip_writer: None,
             zipped_bytes: 1,
             unzipped_bytes: 2,
             file_count: 3,

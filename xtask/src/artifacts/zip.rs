@@ -11,12 +11,19 @@
 //! - written to a temporary file next to the destination and renamed into place, so a failure
 //!   never leaves a partial file at the final path.
 //!
+//! With [`ZipOptions::reuse`] (an earlier zip by this same writer, see [`WRITER`]), a file whose
+//! name, mode and content are those of an entry of that zip is not compressed again: its
+//! compressed bytes are copied as they are, after the old entry was inflated and compared with
+//! the new file byte for byte. Deflate is deterministic for the same writer, so the result is
+//! the zip a full compression makes, byte for byte (a test holds this).
+//!
 //! Files are compressed into memory by worker threads, which take them in order from a shared
 //! queue (a big file is read in chunks, so only its compressed form is held); the writer appends
 //! each entry in order as soon as it is ready. At most [`WINDOW_BYTES`] of finished entries wait
 //! for the writer (plus what the workers are compressing). Every file is compressed the same way
 //! whatever the number of threads, so the output does not depend on it.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -28,7 +35,7 @@ use base64::Engine;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use zip::write::{PreparedZipFile, SimpleFileOptions, ZipFileBuilder};
-use zip::{CompressionMethod, DateTime, ZipWriter};
+use zip::{CompressionMethod, DateTime, ZipArchive, ZipWriter};
 
 use super::digest;
 
@@ -39,12 +46,21 @@ const WINDOW_BYTES: u64 = 6 << 20;
 /// 1980-01-01T00:00:00Z, the earliest DOS timestamp.
 const DOS_EPOCH: i64 = 315_532_800;
 
+/// What this writer's output depends on besides the tree: bumped whenever the bytes it writes
+/// for the same tree change (another zip or deflate crate version, level, header), so that
+/// [`ZipOptions::reuse`] never mixes compressed bytes of two writers. The golden test below
+/// fails when they change.
+pub const WRITER: &str = "xtask-zip/1 (zip 9.8, zlib-rs deflate level 5)";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ZipOptions {
     /// Seconds since the Unix epoch for every entry's timestamp (`SOURCE_DATE_EPOCH`).
     pub source_date_epoch: Option<i64>,
     /// Compression threads (at least 1).
     pub threads: usize,
+    /// A zip by this writer ([`WRITER`]) with the same timestamp, whose entries may be copied
+    /// for unchanged files instead of compressed again. A missing or unreadable one is ignored.
+    pub reuse: Option<PathBuf>,
 }
 
 impl Default for ZipOptions {
@@ -52,6 +68,7 @@ impl Default for ZipOptions {
         ZipOptions {
             source_date_epoch: None,
             threads: 2,
+            reuse: None,
         }
     }
 }
@@ -131,6 +148,9 @@ pub struct ZipSummary {
     pub unzipped_bytes: u64,
     /// The layer's content digest (see [`super::digest`]), hex.
     pub content_sha256: String,
+    /// Files whose compressed bytes came from [`ZipOptions::reuse`].
+    #[serde(skip)]
+    pub reused_files: u64,
 }
 
 /// Zips the files and symlinks below `dir` into `dest`.
@@ -236,7 +256,8 @@ pub fn write_zip_entries(
         .try_clone()
         .context("cannot reopen the temporary zip")?;
     let mut zip = ZipWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let written = append_entries(&mut zip, entries, timestamp, options.threads)?;
+    let reuse = options.reuse.as_deref();
+    let written = append_entries(&mut zip, entries, timestamp, options.threads, reuse)?;
     let writer = zip.finish().context("cannot finish the zip")?;
     let file = writer
         .into_inner()
@@ -258,7 +279,71 @@ pub fn write_zip_entries(
         files: written.content.len() as u64,
         unzipped_bytes: written.unzipped_bytes,
         content_sha256: digest::content_sha256(&written.content),
+        reused_files: written.reused,
     })
+}
+
+/// An earlier zip whose compressed entries may be copied (see [`ZipOptions::reuse`]).
+struct Previous {
+    archive: ZipArchive<File>,
+    /// Name → index, for the plain files a reuse may take (not a link, not ZIP64).
+    files: HashMap<String, usize>,
+}
+
+impl Previous {
+    /// The zip at `path`, when there is one that can be read.
+    fn open(path: Option<&Path>) -> Option<Previous> {
+        let file = File::open(path?).ok()?;
+        let mut archive = ZipArchive::new(file).ok()?;
+        let mut files = HashMap::new();
+        for index in 0..archive.len() {
+            let Ok(entry) = archive.by_index_raw(index) else {
+                continue;
+            };
+            let plain = entry.is_file()
+                && !entry.is_symlink()
+                && entry.compression() == CompressionMethod::Deflated
+                && entry.compressed_size() < u64::from(u32::MAX)
+                && entry.size() < u64::from(u32::MAX);
+            if let (true, Ok(name)) = (plain, entry.name()) {
+                files.insert(name.to_string(), index);
+            }
+        }
+        Some(Previous { archive, files })
+    }
+
+    /// The index of `entry`'s old twin: the same name, size and mode, and the same bytes (the
+    /// old entry inflated, its CRC checked, against the file); with the file's SHA-256.
+    fn twin(&mut self, entry: &ZipEntry, mode: u32) -> Option<(usize, [u8; 32])> {
+        let ZipEntryKind::File { size, .. } = entry.kind else {
+            return None;
+        };
+        let index = *self.files.get(&entry.name)?;
+        let old = self.archive.by_index(index).ok()?;
+        if old.size() != size || old.unix_mode().map(|m| m & 0o777) != Some(mode) {
+            return None;
+        }
+        let new = File::open(&entry.path).ok()?;
+        same_bytes(old, new).map(|sha256| (index, sha256))
+    }
+}
+
+/// The SHA-256 of `new` when `old` holds exactly its bytes (a read error counts as different).
+fn same_bytes(mut old: impl Read, mut new: File) -> Option<[u8; 32]> {
+    let mut hasher = Sha256::new();
+    let (mut a, mut b) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = new.read(&mut a).ok()?;
+        if n == 0 {
+            // Both at their end: reading one byte more from the old entry also checks its CRC.
+            return (old.read(&mut b[..1]).ok()? == 0).then(|| hasher.finalize().into());
+        }
+        old.read_exact(&mut b[..n]).ok()?;
+        if a[..n] != b[..n] {
+            return None;
+        }
+        hasher.update(&a[..n]);
+    }
 }
 
 /// The work queue shared by the compression threads and the writer.
@@ -310,10 +395,37 @@ impl Drop for AbortOnPanic<'_> {
     }
 }
 
-/// A file compressed into memory, and the SHA-256 of what was read.
+/// A file compressed into memory, or found unchanged in the previous zip; and the SHA-256 of
+/// what was read.
 struct Compressed {
-    file: PreparedZipFile,
+    data: Data,
     sha256: [u8; 32],
+}
+
+enum Data {
+    Prepared(PreparedZipFile),
+    /// The previous zip's entry at this index, copied as it is.
+    Reused {
+        index: usize,
+        size: u64,
+    },
+}
+
+impl Compressed {
+    /// Bytes held in memory until the writer takes it.
+    fn held_bytes(&self) -> u64 {
+        match &self.data {
+            Data::Prepared(file) => file.compressed_size(),
+            Data::Reused { .. } => 0,
+        }
+    }
+
+    fn uncompressed_size(&self) -> u64 {
+        match &self.data {
+            Data::Prepared(file) => file.uncompressed_size(),
+            Data::Reused { size, .. } => *size,
+        }
+    }
 }
 
 /// What went into the zip.
@@ -321,6 +433,7 @@ struct Written {
     unzipped_bytes: u64,
     /// Every entry, in the zip's order, for the content digest.
     content: Vec<digest::Entry>,
+    reused: u64,
 }
 
 /// Compresses the files of `entries` on `threads` worker threads, in order, and appends every
@@ -330,6 +443,7 @@ fn append_entries<W: Write + Seek>(
     entries: &[ZipEntry],
     timestamp: DateTime,
     threads: usize,
+    reuse: Option<&Path>,
 ) -> Result<Written> {
     let files: Vec<&ZipEntry> = entries
         .iter()
@@ -349,9 +463,12 @@ fn append_entries<W: Write + Seek>(
     let threads = threads.clamp(1, files.len().max(1));
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
-            .map(|_| scope.spawn(|| compress_worker(&queue, &files, timestamp)))
+            .map(|_| {
+                let previous = Previous::open(reuse);
+                scope.spawn(|| compress_worker(&queue, &files, timestamp, previous))
+            })
             .collect();
-        let result = write_in_order(zip, entries, timestamp, &queue);
+        let result = write_in_order(zip, entries, timestamp, &queue, Previous::open(reuse));
         // Stop the workers whatever happened: they may be waiting for room in the window.
         queue.abort(None);
         let mut panicked = false;
@@ -365,7 +482,12 @@ fn append_entries<W: Write + Seek>(
     })
 }
 
-fn compress_worker(queue: &Queue, files: &[&ZipEntry], timestamp: DateTime) {
+fn compress_worker(
+    queue: &Queue,
+    files: &[&ZipEntry],
+    timestamp: DateTime,
+    mut previous: Option<Previous>,
+) {
     let _guard = AbortOnPanic(queue);
     loop {
         let index = {
@@ -385,10 +507,10 @@ fn compress_worker(queue: &Queue, files: &[&ZipEntry], timestamp: DateTime) {
             state.next += 1;
             state.next - 1
         };
-        match compress_one(files[index], timestamp) {
+        match compress_one(files[index], timestamp, previous.as_mut()) {
             Ok(prepared) => {
                 let mut state = queue.lock();
-                state.waiting_bytes += prepared.file.compressed_size();
+                state.waiting_bytes += prepared.held_bytes();
                 state.done[index] = Some(prepared);
                 drop(state);
                 queue.finished.notify_all();
@@ -407,7 +529,9 @@ fn write_in_order<W: Write + Seek>(
     entries: &[ZipEntry],
     timestamp: DateTime,
     queue: &Queue,
+    mut previous: Option<Previous>,
 ) -> Result<Written> {
+    let mut reused = 0;
     let mut unzipped_bytes = 0u64;
     let mut content = Vec::with_capacity(entries.len());
     let mut file_index = 0;
@@ -433,7 +557,7 @@ fn write_in_order<W: Write + Seek>(
                             return Err(error);
                         }
                         if let Some(prepared) = state.done[file_index].take() {
-                            state.waiting_bytes -= prepared.file.compressed_size();
+                            state.waiting_bytes -= prepared.held_bytes();
                             break prepared;
                         }
                         if state.aborted {
@@ -447,7 +571,7 @@ fn write_in_order<W: Write + Seek>(
                 };
                 queue.room.notify_all();
                 file_index += 1;
-                let size = prepared.file.uncompressed_size();
+                let size = prepared.uncompressed_size();
                 unzipped_bytes += size;
                 content.push(digest::Entry {
                     name: entry.name.clone(),
@@ -459,23 +583,54 @@ fn write_in_order<W: Write + Seek>(
                     sha256: prepared.sha256,
                     script: None,
                 });
-                zip.add_prepared_file(prepared.file)
-                    .with_context(|| format!("cannot add {}", entry.name))?;
+                let added = match prepared.data {
+                    Data::Prepared(file) => zip.add_prepared_file(file),
+                    Data::Reused { index, .. } => {
+                        reused += 1;
+                        let mode = if *executable { 0o755 } else { 0o644 };
+                        copy_entry(zip, previous.as_mut(), index, timestamp, mode)
+                    }
+                };
+                added.with_context(|| format!("cannot add {}", entry.name))?;
             }
         }
     }
     Ok(Written {
         unzipped_bytes,
         content,
+        reused,
     })
 }
+
+/// The previous zip's entry `index`, its compressed bytes copied as they are.
+fn copy_entry<W: Write + Seek>(
+    zip: &mut ZipWriter<W>,
+    previous: Option<&mut Previous>,
+    index: usize,
+    timestamp: DateTime,
+    mode: u32,
+) -> zip::result::ZipResult<()> {
+    let previous = previous.ok_or(zip::result::ZipError::FileNotFound)?;
+    let old = previous.archive.by_index_raw(index)?;
+    zip.raw_copy_file_touch(old, timestamp, Some(mode))
+}
 /// Compresses one file into memory, reading it in chunks: only the compressed data is held.
-fn compress_one(entry: &ZipEntry, timestamp: DateTime) -> Result<Compressed> {
+fn compress_one(
+    entry: &ZipEntry,
+    timestamp: DateTime,
+    previous: Option<&mut Previous>,
+) -> Result<Compressed> {
     let (executable, size) = match entry.kind {
         ZipEntryKind::File { executable, size } => (executable, size),
         ZipEntryKind::Symlink { .. } => (false, 0),
     };
     let mode = if executable { 0o755 } else { 0o644 };
+    if let Some((index, sha256)) = previous.and_then(|p| p.twin(entry, mode)) {
+        return Ok(Compressed {
+            data: Data::Reused { index, size },
+            sha256,
+        });
+    }
     let options = file_options(timestamp, mode).large_file(size >= u64::from(u32::MAX));
     let mut builder = ZipFileBuilder::new(entry.name.as_str(), options)
         .with_context(|| format!("cannot add {}", entry.name))?;
@@ -491,7 +646,7 @@ fn compress_one(entry: &ZipEntry, timestamp: DateTime) -> Result<Compressed> {
         .finish()
         .with_context(|| format!("cannot compress {}", entry.path.display()))?;
     Ok(Compressed {
-        file,
+        data: Data::Prepared(file),
         sha256: input.hasher.finalize().into(),
     })
 }
@@ -568,6 +723,117 @@ mod tests {
             (2000, 2, 29, 23, 59, 58)
         );
         assert!(zip_timestamp(Some(5_000_000_000)).is_err());
+    }
+
+    /// A small tree of every kind of entry: text, pseudo-random bytes, an executable, an empty
+    /// file, a UTF-8 name, a link.
+    fn tree(dir: &Path) {
+        let mut noise = Vec::new();
+        let mut x: u32 = 12345;
+        for _ in 0..300_000 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            noise.push((x >> 16) as u8);
+        }
+        let files: [(&str, &[u8]); 5] = [
+            ("python/a.py", &b"print('a')\n".repeat(2000)),
+            ("python/pkg/noise.bin", &noise),
+            ("python/bin/tool", b"#!/bin/sh\necho tool\n"),
+            ("python/empty", b""),
+            ("python/\u{fc}ber.py", b"X = 1\n"),
+        ];
+        for (name, content) in files {
+            let path = dir.join(name);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, content).unwrap();
+        }
+        fs::set_permissions(
+            dir.join("python/bin/tool"),
+            fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("a.py", dir.join("python/link.py")).unwrap();
+    }
+
+    fn options(reuse: Option<&Path>) -> ZipOptions {
+        ZipOptions {
+            source_date_epoch: Some(1_700_000_000),
+            threads: 2,
+            reuse: reuse.map(Path::to_path_buf),
+        }
+    }
+
+    #[test]
+    fn the_writer_writes_the_bytes_it_always_wrote() {
+        // When this changes, the zip of every layer changes: bump WRITER and say why.
+        let tmp = tempfile::tempdir().unwrap();
+        tree(&tmp.path().join("t"));
+        let zip = write_zip(
+            &tmp.path().join("t"),
+            &tmp.path().join("z.zip"),
+            &options(None),
+        )
+        .unwrap();
+        assert_eq!(zip.sha256_hex, GOLDEN_SHA256, "{WRITER}");
+    }
+
+    const GOLDEN_SHA256: &str = "f3a2f8b13bef33b4508fb912749bc06f9beaee479d049ef202719084f0d08397";
+
+    #[test]
+    fn reusing_an_earlier_zip_gives_the_bytes_of_a_full_compression() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path().join("t");
+        tree(&t);
+        let first = tmp.path().join("first.zip");
+        write_zip(&t, &first, &options(None)).unwrap();
+        let again = write_zip(&t, &tmp.path().join("again.zip"), &options(Some(&first))).unwrap();
+        assert_eq!(fs::read(&first).unwrap(), fs::read(&again.path).unwrap());
+        assert_eq!(again.reused_files, 5);
+
+        // One file changed, one made executable, one added, one removed.
+        fs::write(t.join("python/a.py"), b"print('b')\n".repeat(2000)).unwrap();
+        fs::set_permissions(t.join("python/empty"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(t.join("python/new.py"), b"N = 2\n").unwrap();
+        fs::remove_file(t.join("python/\u{fc}ber.py")).unwrap();
+        let full = write_zip(&t, &tmp.path().join("full.zip"), &options(None)).unwrap();
+        let reused = write_zip(&t, &tmp.path().join("inc.zip"), &options(Some(&first))).unwrap();
+        assert_eq!(
+            fs::read(&full.path).unwrap(),
+            fs::read(&reused.path).unwrap()
+        );
+        assert_eq!(full.content_sha256, reused.content_sha256);
+        assert_eq!((full.reused_files, reused.reused_files), (0, 2));
+    }
+
+    #[test]
+    fn a_damaged_or_foreign_earlier_zip_is_never_copied_from() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path().join("t");
+        tree(&t);
+        let first = tmp.path().join("first.zip");
+        write_zip(&t, &first, &options(None)).unwrap();
+        let full = fs::read(&first).unwrap();
+        // A byte of noise.bin's compressed data flipped: that entry no longer inflates to the file.
+        let mut damaged = full.clone();
+        let at = full
+            .windows(20)
+            .position(|w| w == b"python/pkg/noise.bin")
+            .unwrap()
+            + 200;
+        damaged[at] ^= 0xff;
+        fs::write(&first, &damaged).unwrap();
+        let zip = write_zip(&t, &tmp.path().join("z.zip"), &options(Some(&first))).unwrap();
+        assert_eq!(fs::read(&zip.path).unwrap(), full);
+        assert_eq!(zip.reused_files, 4);
+        // Not a zip at all, or missing: everything compressed.
+        fs::write(&first, b"not a zip").unwrap();
+        let zip = write_zip(&t, &tmp.path().join("y.zip"), &options(Some(&first))).unwrap();
+        assert_eq!(
+            (fs::read(&zip.path).unwrap(), zip.reused_files),
+            (full.clone(), 0)
+        );
+        let gone = tmp.path().join("gone.zip");
+        let zip = write_zip(&t, &tmp.path().join("x.zip"), &options(Some(&gone))).unwrap();
+        assert_eq!((fs::read(&zip.path).unwrap(), zip.reused_files), (full, 0));
     }
 
     #[test]

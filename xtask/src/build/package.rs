@@ -40,6 +40,12 @@ pub async fn package(
     let zipping = tokio::task::spawn_blocking(move || zips.run());
     let checks = verify_layer(plan, &tree, import_test, log).await;
     let zipped = zipping.await.context("the zip writer stopped")??;
+    if zipped.layer.reused_files > 0 {
+        log.line(&format!(
+            "zip: {} of {} files copied compressed from the previous zip (unchanged)",
+            zipped.layer.reused_files, zipped.layer.files
+        ));
+    }
     let mut diagnostics = match checks {
         Ok(checks) => checks,
         Err(e) => {
@@ -112,6 +118,8 @@ async fn verify_layer(
 /// verified. Each goes next to its final path ([`pending`]) until [`land`] moves it.
 struct ZipJob {
     options: ZipOptions,
+    /// The layer's last zip, when its unchanged files may be copied from it.
+    reuse: Option<PathBuf>,
     /// `(tree, zip)` of the layer.
     layer: (PathBuf, PathBuf),
     /// `(id, tree, zip)` of each secondary artifact.
@@ -137,6 +145,7 @@ impl ZipJob {
             .collect::<anyhow::Result<_>>()?;
         Ok(ZipJob {
             options: ZipOptions::from_env()?,
+            reuse: reusable_zip(plan),
             layer: (tree.to_path_buf(), plan.zip_path()),
             secondary,
         })
@@ -144,7 +153,11 @@ impl ZipJob {
 
     fn run(self) -> anyhow::Result<Zipped> {
         let (tree, path) = &self.layer;
-        let layer = artifacts::write_zip(tree, &pending(path), &self.options)?;
+        let layer_options = ZipOptions {
+            reuse: self.reuse.clone(),
+            ..self.options.clone()
+        };
+        let layer = artifacts::write_zip(tree, &pending(path), &layer_options)?;
         let mut secondary = Vec::new();
         for (id, tree, path) in self.secondary {
             match artifacts::write_zip(&tree, &pending(&path), &self.options) {
@@ -157,6 +170,21 @@ impl ZipJob {
         }
         Ok(Zipped { layer, secondary })
     }
+}
+
+/// The layer's last zip, when this zip writer made it (its manifest says so) and it is still the
+/// zip its manifest describes: its unchanged files are copied rather than compressed again (the
+/// bytes are those of a full compression). Not with `--no-cache`, which builds from nothing.
+fn reusable_zip(plan: &Plan) -> Option<PathBuf> {
+    if !plan.options.cache {
+        return None;
+    }
+    let manifest_path = plan.manifest_path();
+    let manifest = Manifest::read(&manifest_path).ok()?;
+    if manifest.zip_writer.as_deref() != Some(artifacts::zip::WRITER) {
+        return None;
+    }
+    manifest.check_zip(&manifest_path).ok()
 }
 
 impl Zipped {
@@ -260,6 +288,7 @@ fn manifest(plan: &Plan, zip: &ZipSummary, diagnostics: &[Diagnostic]) -> Manife
         sha256: zip.sha256_hex.clone(),
         code_sha256: zip.code_sha256.clone(),
         content_sha256: Some(zip.content_sha256.clone()),
+        zip_writer: Some(crate::artifacts::zip::WRITER.to_string()),
         zipped_bytes: zip.zipped_bytes,
         unzipped_bytes: zip.unzipped_bytes,
         file_count: zip.files,

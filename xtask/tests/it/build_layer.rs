@@ -138,6 +138,38 @@ fn a_small_layer_builds_deterministically_and_a_rebuild_is_a_no_op() {
 }
 
 #[test]
+fn a_rebuild_copies_unchanged_files_compressed_and_writes_the_zip_a_full_build_writes() {
+    if !support::docker_ready() {
+        return;
+    }
+    let spec = SMALL_LAYER.replace(
+        "      - echo \"$CODEBUILD_LOCAL_BUILD\" > layer/python/pkg/local.txt\n",
+        "      - seq 1 20000 > layer/python/pkg/numbers.txt\n",
+    );
+    let dir = project(&spec, &[("src/mod.py", "VALUE = 1\n")]);
+    let first = build_layer(dir.path(), &[]);
+    assert_eq!(summary(&first)["status"], "SUCCEEDED");
+    std::fs::write(dir.path().join("src/mod.py"), "VALUE = 2\n").expect("edit");
+    let second = build_layer(dir.path(), &[]);
+    let log = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(summary(&second)["status"], "SUCCEEDED", "{log}");
+    assert!(
+        log.contains("zip: 1 of 2 files copied compressed from the previous zip"),
+        "{log}"
+    );
+    let incremental = std::fs::read(zip_path(dir.path())).expect("zip");
+    // --no-cache compresses everything: the same bytes.
+    let full = build_layer(dir.path(), &["--force", "--no-cache"]);
+    let log = String::from_utf8_lossy(&full.stderr);
+    assert_eq!(summary(&full)["status"], "SUCCEEDED", "{log}");
+    assert!(!log.contains("copied compressed"), "{log}");
+    assert_eq!(
+        std::fs::read(zip_path(dir.path())).expect("zip"),
+        incremental
+    );
+}
+
+#[test]
 fn a_failing_build_writes_no_zip_and_exits_non_zero() {
     if !support::docker_ready() {
         return;

@@ -96,6 +96,7 @@ impl Fixture {
             sha256,
             code_sha256,
             content_sha256: None,
+            zip_writer: None,
             zipped_bytes: size,
             unzipped_bytes: content.len() as u64,
             file_count: 1,
