@@ -59,6 +59,7 @@ class Build:
         self.log_group = f"/aws/codebuild/{project}"
         self.log_stream = self.uuid
         self.artifact_location = None
+        self.secondary_locations = []
         self.lock = threading.Lock()
 
     def describe(self):
@@ -84,6 +85,8 @@ class Build:
                 build["endTime"] = self.ended
             if self.artifact_location:
                 build["artifacts"] = {"location": self.artifact_location}
+            if self.secondary_locations:
+                build["secondaryArtifacts"] = list(self.secondary_locations)
             return build
 
     def enter(self, phase, status=None, seconds=0):
@@ -332,12 +335,24 @@ class Server:
         build.enter("UPLOAD_ARTIFACTS")
         artifacts = request.get("artifactsOverride", {})
         if artifacts.get("type") == "S3" and summary.get("zip"):
-            namespace = build.uuid if artifacts.get("namespaceType") == "BUILD_ID" else ""
-            key = "/".join(p for p in [artifacts.get("path", ""), namespace, artifacts.get("name", "artifact.zip")] if p)
-            self.s3.upload_file(summary["zip"], artifacts["location"], key)
+            location = self.upload(build, artifacts, summary["zip"])
             with build.lock:
-                build.artifact_location = f"arn:aws:s3:::{artifacts['location']}/{key}"
+                build.artifact_location = location
+        zips = {s["identifier"]: s["zip"] for s in summary.get("secondary_artifacts", [])}
+        for override in request.get("secondaryArtifactsOverride", []):
+            identifier = override.get("artifactIdentifier")
+            if override.get("type") == "S3" and identifier in zips:
+                location = self.upload(build, override, zips[identifier])
+                with build.lock:
+                    build.secondary_locations.append({"artifactIdentifier": identifier, "location": location})
         build.enter("FINALIZING")
+
+    def upload(self, build, artifacts, zip_path):
+        """One artifact zip where its override puts it; its location as CodeBuild reports it."""
+        namespace = build.uuid if artifacts.get("namespaceType") == "BUILD_ID" else ""
+        key = "/".join(p for p in [artifacts.get("path", ""), namespace, artifacts.get("name", "artifact.zip")] if p)
+        self.s3.upload_file(zip_path, artifacts["location"], key)
+        return f"arn:aws:s3:::{artifacts['location']}/{key}"
 
     def record_phases(self, build, summary):
         names = {"install": "INSTALL", "pre_build": "PRE_BUILD", "build": "BUILD", "post_build": "POST_BUILD"}

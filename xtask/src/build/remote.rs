@@ -138,6 +138,35 @@ impl CodeBuildExecutor<'_> {
     }
 }
 
+/// The phases and status CodeBuild reports for a completed build: a failed phase fails it as a
+/// local one; STOPPED, TIMED_OUT, FAULT or a FAILED upload are failures that say where.
+fn ended(build: &Build, plan: &Plan) -> Outcome {
+    let phases = phases(build);
+    let status = build.build_status().cloned();
+    let phases_succeeded = phases.iter().all(|p| p.succeeded)
+        && !matches!(
+            status,
+            Some(StatusType::Stopped | StatusType::TimedOut | StatusType::Fault)
+        );
+    let failure = match status {
+        Some(StatusType::Succeeded) => None,
+        Some(StatusType::Failed) if !phases_succeeded => None,
+        other => {
+            let status = other.map_or("UNKNOWN".to_string(), |s| s.as_str().to_string());
+            let place = failed_phase(build).unwrap_or_default();
+            Some(format!("the CodeBuild build ended {status}{place}"))
+        }
+    };
+    Outcome {
+        phases,
+        phases_succeeded,
+        failure,
+        executor: "codebuild",
+        exported: exported(build, plan),
+        ..Outcome::default()
+    }
+}
+
 /// How following a build ended.
 enum Followed {
     Completed(Box<Build>),
@@ -212,6 +241,9 @@ impl CodeBuildExecutor<'_> {
     ) -> anyhow::Result<Build> {
         let (path, name) = artifact_key.rsplit_once('/').unwrap_or(("", artifact_key));
         let artifacts = self.artifacts_override(path, name, ArtifactNamespace::None)?;
+        let secondary_name = |id: &str| secondary_key(name, id);
+        let secondary =
+            self.secondary_overrides(plan, path, secondary_name, ArtifactNamespace::None)?;
         let environment_type = match plan.arch.as_str() {
             "arm64" => EnvironmentType::ArmContainer,
             _ => EnvironmentType::LinuxContainer,
@@ -229,6 +261,7 @@ impl CodeBuildExecutor<'_> {
             .environment_type_override(environment_type)
             .set_environment_variables_override(Some(variables(plan)?))
             .artifacts_override(artifacts)
+            .set_secondary_artifacts_override(Some(secondary))
             .timeout_in_minutes_override(minutes)
             .queued_timeout_in_minutes_override((MAX_QUEUED.as_secs() / 60) as i32);
         if !plan.options.cache {
@@ -263,6 +296,28 @@ impl CodeBuildExecutor<'_> {
             .namespace_type(namespace)
             .build()
             .context("the artifacts override")
+    }
+
+    /// One override per secondary artifact of the buildspec, a zip `name_of(id)` at `path`.
+    fn secondary_overrides(
+        &self,
+        plan: &Plan,
+        path: &str,
+        name_of: impl Fn(&str) -> String,
+        namespace: ArtifactNamespace,
+    ) -> anyhow::Result<Vec<ProjectArtifacts>> {
+        let Some(spec) = &plan.buildspec.artifacts else {
+            return Ok(Vec::new());
+        };
+        spec.secondary
+            .iter()
+            .map(|(id, _)| {
+                let mut one =
+                    self.artifacts_override(path, &name_of(&id.value), namespace.clone())?;
+                one.artifact_identifier = Some(id.value.clone());
+                Ok(one)
+            })
+            .collect()
     }
 
     /// The plan's timeout in CodeBuild's bounds (5 to 2160 minutes), said when it had to move.
@@ -345,56 +400,32 @@ impl CodeBuildExecutor<'_> {
         artifact: &ArtifactAt,
         staging: Staging,
     ) -> anyhow::Result<Outcome> {
-        let phases = phases(build);
-        let status = build.build_status().cloned();
-        let failed_elsewhere = failed_phase(build);
-        let phases_succeeded = phases.iter().all(|p| p.succeeded)
-            && !matches!(
-                status,
-                Some(StatusType::Stopped | StatusType::TimedOut | StatusType::Fault)
-            );
-        let mut outcome = Outcome {
-            phases,
-            phases_succeeded,
-            executor: "codebuild",
-            exported: exported(build, plan),
-            ..Outcome::default()
-        };
-        match status {
-            Some(StatusType::Succeeded) => {}
-            Some(StatusType::Failed) if !phases_succeeded => return Ok(outcome),
-            other => {
-                let status = other.map_or("UNKNOWN".to_string(), |s| s.as_str().to_string());
-                let place = failed_elsewhere.unwrap_or_default();
-                outcome.failure = Some(format!("the CodeBuild build ended {status}{place}"));
-                return Ok(outcome);
-            }
-        }
-        if plan.buildspec.artifacts.is_none() {
+        let mut outcome = ended(build, plan);
+        let succeeded = build.build_status() == Some(&StatusType::Succeeded);
+        let Some(spec) = plan.buildspec.artifacts.as_ref().filter(|_| succeeded) else {
             return Ok(outcome);
+        };
+        let primary = self
+            .fetch(
+                plan,
+                build,
+                artifact,
+                None,
+                &staging.primary(),
+                spec.primary.enable_symlinks,
+            )
+            .await?;
+        let mut secondary = Vec::new();
+        for (id, secondary_spec) in &spec.secondary {
+            let dest = staging.secondary(&id.value)?;
+            let symlinks = secondary_spec.enable_symlinks;
+            self.fetch(plan, build, artifact, Some(&id.value), &dest, symlinks)
+                .await?;
+            secondary.push(id.value.clone());
         }
-        // On disk, not in the staging area (which may be memory): up to MAX_ARTIFACT_BYTES.
-        let zip = tempfile::Builder::new()
-            .prefix(".artifact-")
-            .suffix(".zip")
-            .tempfile_in(&plan.out_dir)
-            .context("cannot create the artifact's download file")?
-            .into_temp_path();
-        let artifact_key = artifact_key(&self.target.bucket, build, artifact)?;
-        self.download(&artifact_key, &zip).await?;
-        self.remove_artifact(&artifact_key).await;
-        let symlinks = plan
-            .buildspec
-            .artifacts
-            .as_ref()
-            .is_some_and(|a| a.primary.enable_symlinks);
-        let primary = crate::artifacts::unzip(&zip, &staging.primary(), symlinks).map_err(|e| {
-            anyhow::anyhow!("the artifact of {}: {e}", build.id().unwrap_or_default())
-        })?;
-        drop(zip);
         outcome.artifacts = Some(Artifacts {
             primary,
-            secondary: Vec::new(),
+            secondary,
             staging,
             built_by: Some(RemoteBuild {
                 project: self.target.project.clone(),
@@ -406,6 +437,34 @@ impl CodeBuildExecutor<'_> {
             }),
         });
         Ok(outcome)
+    }
+
+    /// One artifact zip of the build (the primary, or the secondary `identifier`): downloaded to
+    /// the out-dir's disk (not the staging area, which may be memory), removed from the bucket,
+    /// unpacked into `dest` within the usual bounds.
+    async fn fetch(
+        &self,
+        plan: &Plan,
+        build: &Build,
+        artifact: &ArtifactAt,
+        identifier: Option<&str>,
+        dest: &Path,
+        symlinks: bool,
+    ) -> anyhow::Result<crate::artifacts::ExtractSummary> {
+        let zip = tempfile::Builder::new()
+            .prefix(".artifact-")
+            .suffix(".zip")
+            .tempfile_in(&plan.out_dir)
+            .context("cannot create the artifact's download file")?
+            .into_temp_path();
+        let key = artifact_key(&self.target.bucket, build, artifact, identifier)?;
+        self.download(&key, &zip).await?;
+        self.remove_artifact(&key).await;
+        let what = identifier.map_or("the artifact".to_string(), |id| {
+            format!("the secondary artifact {id}")
+        });
+        crate::artifacts::unzip(&zip, dest, symlinks)
+            .map_err(|e| anyhow::anyhow!("{what} of {}: {e}", build.id().unwrap_or_default()))
     }
 
     /// The artifact, once downloaded, is not kept in the bucket (a failure is only said).
@@ -461,15 +520,25 @@ impl CodeBuildExecutor<'_> {
 
 /// The key of the build's artifact zip: the one asked for, or the one the build reports, when
 /// it is a zip in the bucket under the expected prefix (nothing else is downloaded).
-fn artifact_key(bucket: &str, build: &Build, artifact: &ArtifactAt) -> anyhow::Result<String> {
-    let prefix = match artifact {
-        ArtifactAt::Key(key) => return Ok(key.clone()),
-        ArtifactAt::ReportedUnder(prefix) => prefix,
+fn artifact_key(
+    bucket: &str,
+    build: &Build,
+    artifact: &ArtifactAt,
+    identifier: Option<&str>,
+) -> anyhow::Result<String> {
+    let prefix = match (artifact, identifier) {
+        (ArtifactAt::Key(key), None) => return Ok(key.clone()),
+        (ArtifactAt::Key(key), Some(id)) => return Ok(secondary_key(key, id)),
+        (ArtifactAt::ReportedUnder(prefix), _) => prefix,
     };
-    let location = build
-        .artifacts()
-        .and_then(|a| a.location())
-        .unwrap_or_default();
+    let reported = match identifier {
+        None => build.artifacts(),
+        Some(id) => build
+            .secondary_artifacts()
+            .iter()
+            .find(|a| a.artifact_identifier() == Some(id)),
+    };
+    let location = reported.and_then(|a| a.location()).unwrap_or_default();
     // arn:<partition>:s3:::<bucket>/<key>
     let key = location
         .strip_prefix("arn:")
@@ -492,6 +561,12 @@ fn artifact_key(bucket: &str, build: &Build, artifact: &ArtifactAt) -> anyhow::R
             build.id().unwrap_or_default()
         ),
     }
+}
+
+/// Where the secondary artifact `id` of a build whose primary zip is at `key` goes:
+/// `…/<uuid>.zip` → `…/<uuid>-<id>.zip`.
+fn secondary_key(key: &str, id: &str) -> String {
+    format!("{}-{id}.zip", key.trim_end_matches(".zip"))
 }
 
 /// The UUID part of a build's id (`<project>:<uuid>`), which names its artifact's directory.
@@ -623,16 +698,35 @@ mod tests {
     }
 
     #[test]
+    fn a_secondary_artifact_is_fetched_from_where_its_build_reports_it() {
+        let prefix = ArtifactAt::ReportedUnder("p/".to_string());
+        let docs = BuildArtifacts::builder()
+            .artifact_identifier("docs")
+            .location("arn:aws:s3:::bkt/p/1111-aaaa/docs.zip")
+            .build();
+        let built = Build::builder()
+            .id("proj:1111-aaaa")
+            .secondary_artifacts(docs)
+            .build();
+        let key = artifact_key("bkt", &built, &prefix, Some("docs")).expect("docs");
+        assert_eq!(key, "p/1111-aaaa/docs.zip");
+        assert!(artifact_key("bkt", &built, &prefix, Some("other")).is_err());
+        let single = ArtifactAt::Key("l/remote/builds/u.zip".to_string());
+        let key = artifact_key("bkt", &built, &single, Some("docs")).expect("derived");
+        assert_eq!(key, "l/remote/builds/u-docs.zip");
+    }
+
+    #[test]
     fn only_a_zip_of_this_build_under_the_prefix_is_fetched() {
         let prefix = ArtifactAt::ReportedUnder("layer/remote/batches/b1/".to_string());
         let id = "proj:1111-aaaa";
         let good = "arn:aws:s3:::bkt/layer/remote/batches/b1/1111-aaaa/layer.zip";
         assert_eq!(
-            artifact_key("bkt", &build(id, good), &prefix).expect("accepted"),
+            artifact_key("bkt", &build(id, good), &prefix, None).expect("accepted"),
             "layer/remote/batches/b1/1111-aaaa/layer.zip"
         );
         let china = "arn:aws-cn:s3:::bkt/layer/remote/batches/b1/1111-aaaa/layer.zip";
-        assert!(artifact_key("bkt", &build(id, china), &prefix).is_ok());
+        assert!(artifact_key("bkt", &build(id, china), &prefix, None).is_ok());
         for bad in [
             // another build's directory, another bucket, a bucket with the name as prefix
             "arn:aws:s3:::bkt/layer/remote/batches/b1/2222-bbbb/layer.zip",
@@ -648,7 +742,7 @@ mod tests {
             "",
         ] {
             assert!(
-                artifact_key("bkt", &build(id, bad), &prefix).is_err(),
+                artifact_key("bkt", &build(id, bad), &prefix, None).is_err(),
                 "accepted {bad}"
             );
         }

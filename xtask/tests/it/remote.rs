@@ -655,3 +655,44 @@ fn a_project_without_batch_builds_is_one_line_per_cell() {
         assert!(error.contains("BuildBatchConfig"), "{matrix:#}");
     }
 }
+
+#[test]
+fn secondary_artifacts_come_back_as_a_local_build_makes_them() {
+    if !ready() {
+        return;
+    }
+    let name = unique("r2");
+    let codebuild = CodeBuild::start(&format!("{name}-layer"));
+    let spec = LAYER_SPEC.replace(
+        "artifacts:\n  base-directory: layer\n  files: ['python/**/*']\n",
+        "      - mkdir -p docs && echo 'how to use it' > docs/README.txt\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n  secondary-artifacts:\n    docs:\n      base-directory: docs\n      files: ['**/*']\n",
+    );
+    assert!(spec.contains("secondary-artifacts"), "{spec}");
+    let (dir, bucket) = project(&name, &spec);
+    let output = remote_build(&codebuild, dir.path(), &bucket, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let remote = summary(&output);
+    assert_eq!(remote["status"], "SUCCEEDED", "{remote:#}\n{stderr}");
+    let docs = &remote["secondary_artifacts"][0];
+    assert_eq!(docs["identifier"], "docs", "{remote:#}");
+    let remote_zip = std::fs::read(docs["zip"].as_str().unwrap_or_default()).expect("docs zip");
+
+    let local_dir = tempfile::tempdir().expect("temp dir");
+    let local = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "build-layer",
+            "--json",
+            "--image",
+            &support::standin_image(),
+        ])
+        .arg("--source")
+        .arg(dir.path())
+        .arg("--out-dir")
+        .arg(local_dir.path())
+        .output()
+        .expect("local build");
+    let local = summary(&local);
+    assert_eq!(local["status"], "SUCCEEDED", "{local:#}");
+    let local_zip = std::fs::read(local_dir.path().join("docs.zip")).expect("local docs zip");
+    assert_eq!(remote_zip, local_zip, "the secondary artifact differs");
+}

@@ -212,6 +212,10 @@ impl CodeBuildExecutor<'_> {
             "layer.zip",
             ArtifactNamespace::BuildId,
         )?;
+        let path = artifact_prefix.trim_end_matches('/');
+        let name_of = |id: &str| format!("{id}.zip");
+        let secondary =
+            self.secondary_overrides(first.plan, path, name_of, ArtifactNamespace::BuildId)?;
         let mut request = self
             .clients
             .codebuild
@@ -222,6 +226,7 @@ impl CodeBuildExecutor<'_> {
             .buildspec_override(buildspec)
             .set_environment_variables_override(Some(plaintext(&common)?))
             .artifacts_override(artifacts)
+            .set_secondary_artifacts_override(Some(secondary))
             .build_timeout_in_minutes_override(self.timeout_minutes(first.plan))
             .queued_timeout_in_minutes_override((MAX_QUEUED.as_secs() / 60) as i32);
         if !first.plan.options.cache {
