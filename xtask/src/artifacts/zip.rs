@@ -40,9 +40,10 @@ use zip::{CompressionMethod, DateTime, ZipArchive, ZipWriter};
 use super::digest;
 
 /// Compressed bytes of finished entries that may wait for the writer: a worker does not start
-/// a new file while this much is waiting. 6 MiB keeps a build's peak memory near 57 MB (12 MiB:
-/// 67 MB) for a zip within 10 % of the speed (measured on the seed layer, 2 cores).
-const WINDOW_BYTES: u64 = 6 << 20;
+/// a new file while this much is waiting. 4 MiB: the static checks now run beside the zip and
+/// the import test, and a cold build's peak memory stays under 64 MB (6 MiB: 64.5 MB median in
+/// `scripts/bench.sh`); 12 MiB was 67 MB (measured on the seed layer, 2 cores).
+const WINDOW_BYTES: u64 = 4 << 20;
 /// 1980-01-01T00:00:00Z, the earliest DOS timestamp.
 const DOS_EPOCH: i64 = 315_532_800;
 

@@ -99,14 +99,8 @@ async fn verify_layer(
         runtimes: plan.layer.runtimes.clone(),
         architectures: vec![plan.arch.clone()],
     };
-    // The static checks read every file on a blocking thread while the import test runs in its
-    // container: neither waits for the other.
-    let static_checks = {
-        let tree = tree.to_path_buf();
-        tokio::task::spawn_blocking(move || verify::verify_tree(&tree, &target))
-    };
+    let mut checks = verify::verify_tree(tree, &target);
     let imported = verify::import_test(import_test, tree).await;
-    let mut checks = static_checks.await.context("the layer checks stopped")?;
     if let Some(outcome) = imported? {
         log.line(&format!(
             "import smoke test: {} modules imported, {} failed",
