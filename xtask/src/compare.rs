@@ -10,6 +10,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Args;
 use serde::Serialize;
 
@@ -21,7 +22,7 @@ mod causes;
 /// Compare two layers (manifests or zips): exit 0 when identical, 1 when they differ.
 #[derive(Debug, Clone, Args)]
 pub struct Compare {
-    /// A manifest (`<LayerName>.json`) or a layer zip.
+    /// A manifest (`<LayerName>.json`), a layer zip, or an out-dir holding one manifest.
     pub a: PathBuf,
     /// The other one.
     pub b: PathBuf,
@@ -102,6 +103,10 @@ pub fn compare(a: &Path, b: &Path) -> anyhow::Result<Comparison> {
 
 /// A manifest (its zip, checked against it) or a zip.
 fn side(path: &Path) -> anyhow::Result<Side> {
+    let path = &match path.is_dir() {
+        true => only_manifest(path)?,
+        false => path.to_path_buf(),
+    };
     let is_manifest = path.extension().is_some_and(|e| e == "json");
     let (zip, recorded) = match is_manifest {
         true => {
@@ -131,6 +136,42 @@ fn side(path: &Path) -> anyhow::Result<Side> {
         warning,
         entries,
     })
+}
+
+/// The one build manifest in an out-dir (`build-layer --out-dir`).
+fn only_manifest(dir: &Path) -> anyhow::Result<PathBuf> {
+    let listing =
+        std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    let mut manifests = Vec::new();
+    for item in listing {
+        let path = item
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if name.ends_with(".json") && !name.starts_with('.') && Manifest::read(&path).is_ok() {
+            manifests.push(path);
+        }
+    }
+    manifests.sort();
+    match manifests.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => anyhow::bail!(
+            "{} holds no build manifest: name a manifest or a zip",
+            dir.display()
+        ),
+        many => anyhow::bail!(
+            "{} holds {} build manifests ({}): name the one to compare",
+            dir.display(),
+            many.len(),
+            many.iter()
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().to_string()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// Every path that is not the same on both sides, in path order.

@@ -177,6 +177,25 @@ fn a_remote_build_is_the_local_layer_and_deploy_publishes_it() {
         .expect("compare");
     let report = String::from_utf8_lossy(&compared.stdout);
     assert_eq!(compared.status.code(), Some(0), "{report}");
+    // The two out-dirs, as the workflow compares them: each holds one manifest.
+    let compared = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("compare")
+        .arg(dir.path().join("target/layer"))
+        .arg(&local_out)
+        .output()
+        .expect("compare");
+    let report = String::from_utf8_lossy(&compared.stdout);
+    assert_eq!(compared.status.code(), Some(0), "{report}");
+    let empty = tempfile::tempdir().expect("temp dir");
+    let compared = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("compare")
+        .arg(&local_out)
+        .arg(empty.path())
+        .output()
+        .expect("compare");
+    let stderr = String::from_utf8_lossy(&compared.stderr);
+    assert_eq!(compared.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("holds no build manifest"), "{stderr}");
 
     // deploy does not care where it ran; the second deploy is up to date.
     let template = dir.path().join("template.yaml").display().to_string();
