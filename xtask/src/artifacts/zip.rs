@@ -28,7 +28,7 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
@@ -40,9 +40,9 @@ use zip::{CompressionMethod, DateTime, ZipArchive, ZipWriter};
 use super::digest;
 
 /// Compressed bytes of finished entries that may wait for the writer: a worker does not start
-/// a new file while this much is waiting. 4 MiB: the static checks now run beside the zip and
-/// the import test, and a cold build's peak memory stays under 64 MB (6 MiB: 64.5 MB median in
-/// `scripts/bench.sh`); 12 MiB was 67 MB (measured on the seed layer, 2 cores).
+/// a new file while this much is waiting. 4 MiB keeps a cold build's peak memory near 62 MB in
+/// `scripts/bench.sh` (6 MiB: about 1 MB more; 12 MiB was 67 MB) for a zip 4 % slower than with
+/// 6 MiB (measured on the seed layer, 2 cores).
 const WINDOW_BYTES: u64 = 4 << 20;
 /// 1980-01-01T00:00:00Z, the earliest DOS timestamp.
 const DOS_EPOCH: i64 = 315_532_800;
@@ -50,8 +50,9 @@ const DOS_EPOCH: i64 = 315_532_800;
 /// What this writer's output depends on besides the tree: bumped whenever the bytes it writes
 /// for the same tree change (another zip or deflate crate version, level, header), so that
 /// [`ZipOptions::reuse`] never mixes compressed bytes of two writers. The golden test below
-/// fails when they change.
-pub const WRITER: &str = "xtask-zip/1 (zip 9.8, zlib-rs deflate level 5)";
+/// fails when the bytes change; a tidy test fails when Cargo.lock's versions of these crates
+/// are not the ones named here.
+pub const WRITER: &str = "xtask-zip/1 (zip 9.8.2, flate2 1.1.11, zlib-rs 0.6.8, deflate level 5)";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ZipOptions {
@@ -59,8 +60,9 @@ pub struct ZipOptions {
     pub source_date_epoch: Option<i64>,
     /// Compression threads (at least 1).
     pub threads: usize,
-    /// A zip by this writer ([`WRITER`]) with the same timestamp, whose entries may be copied
-    /// for unchanged files instead of compressed again. A missing or unreadable one is ignored.
+    /// A zip by this writer ([`WRITER`]) whose entries may be copied for unchanged files instead
+    /// of compressed again. A missing or unreadable one is ignored; one that cannot be copied
+    /// from (or changes meanwhile) makes the zip be written again without it.
     pub reuse: Option<PathBuf>,
 }
 
@@ -258,7 +260,17 @@ pub fn write_zip_entries(
         .context("cannot reopen the temporary zip")?;
     let mut zip = ZipWriter::new(BufWriter::with_capacity(1 << 20, file));
     let reuse = options.reuse.as_deref();
-    let written = append_entries(&mut zip, entries, timestamp, options.threads, reuse)?;
+    let written = match append_entries(&mut zip, entries, timestamp, options.threads, reuse) {
+        // Whatever went wrong with the previous zip, compressing everything does not need it.
+        Err(_) if reuse.is_some() => {
+            let without = ZipOptions {
+                reuse: None,
+                ..options.clone()
+            };
+            return write_zip_entries(entries, dest, &without);
+        }
+        written => written?,
+    };
     let writer = zip.finish().context("cannot finish the zip")?;
     let file = writer
         .into_inner()
@@ -284,18 +296,24 @@ pub fn write_zip_entries(
     })
 }
 
-/// An earlier zip whose compressed entries may be copied (see [`ZipOptions::reuse`]).
+/// An earlier zip whose compressed entries may be copied (see [`ZipOptions::reuse`]): opened
+/// and parsed once; the workers and the writer each get a clone reading the same open file.
+#[derive(Clone)]
 struct Previous {
-    archive: ZipArchive<File>,
-    /// Name → index, for the plain files a reuse may take (not a link, not ZIP64).
-    files: HashMap<String, usize>,
+    archive: ZipArchive<SharedFile>,
+    /// Name → index, for the plain files this writer writes (not a link, not ZIP64, no extra
+    /// field or comment).
+    files: Arc<HashMap<String, usize>>,
+    /// The file's size and modification time when it was opened (see [`Previous::unchanged`]).
+    opened: (u64, Option<std::time::SystemTime>),
 }
 
 impl Previous {
     /// The zip at `path`, when there is one that can be read.
     fn open(path: Option<&Path>) -> Option<Previous> {
         let file = File::open(path?).ok()?;
-        let mut archive = ZipArchive::new(file).ok()?;
+        let opened = stamp(&file)?;
+        let mut archive = ZipArchive::new(SharedFile::new(file)).ok()?;
         let mut files = HashMap::new();
         for index in 0..archive.len() {
             let Ok(entry) = archive.by_index_raw(index) else {
@@ -305,12 +323,18 @@ impl Previous {
                 && !entry.is_symlink()
                 && entry.compression() == CompressionMethod::Deflated
                 && entry.compressed_size() < u64::from(u32::MAX)
-                && entry.size() < u64::from(u32::MAX);
+                && entry.size() < u64::from(u32::MAX)
+                && entry.extra_data().is_none_or(|extra| extra.is_empty())
+                && entry.comment().is_empty();
             if let (true, Ok(name)) = (plain, entry.name()) {
                 files.insert(name.to_string(), index);
             }
         }
-        Some(Previous { archive, files })
+        Some(Previous {
+            archive,
+            files: Arc::new(files),
+            opened,
+        })
     }
 
     /// The index of `entry`'s old twin: the same name, size and mode, and the same bytes (the
@@ -326,6 +350,55 @@ impl Previous {
         }
         let new = File::open(&entry.path).ok()?;
         same_bytes(old, new).map(|sha256| (index, sha256))
+    }
+
+    /// Whether the file is still as it was when opened: a zip cut short or rewritten while it
+    /// was copied from would make the copies wrong.
+    fn unchanged(&self) -> bool {
+        stamp(&self.archive.clone().into_inner().file) == Some(self.opened)
+    }
+}
+
+fn stamp(file: &File) -> Option<(u64, Option<std::time::SystemTime>)> {
+    let meta = file.metadata().ok()?;
+    Some((meta.len(), meta.modified().ok()))
+}
+
+/// One open file read at positions (`pread`): its clones share it, each with its own offset.
+#[derive(Clone)]
+struct SharedFile {
+    file: Arc<File>,
+    position: u64,
+}
+
+impl SharedFile {
+    fn new(file: File) -> SharedFile {
+        SharedFile {
+            file: Arc::new(file),
+            position: 0,
+        }
+    }
+}
+
+impl Read for SharedFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt as _;
+        let n = self.file.read_at(buf, self.position)?;
+        self.position += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for SharedFile {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        let (base, offset) = match to {
+            io::SeekFrom::Start(n) => (0, i128::from(n)),
+            io::SeekFrom::End(n) => (self.file.metadata()?.len(), i128::from(n)),
+            io::SeekFrom::Current(n) => (self.position, i128::from(n)),
+        };
+        self.position = u64::try_from(i128::from(base) + offset)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a seek before the start"))?;
+        Ok(self.position)
     }
 }
 
@@ -405,10 +478,11 @@ struct Compressed {
 
 enum Data {
     Prepared(PreparedZipFile),
-    /// The previous zip's entry at this index, copied as it is.
+    /// The previous zip's entry at this index (checked with this mode), copied as it is.
     Reused {
         index: usize,
         size: u64,
+        mode: u32,
     },
 }
 
@@ -462,14 +536,15 @@ fn append_entries<W: Write + Seek>(
         room: Condvar::new(),
     };
     let threads = threads.clamp(1, files.len().max(1));
-    std::thread::scope(|scope| {
+    let previous = Previous::open(reuse);
+    let written = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
-                let previous = Previous::open(reuse);
+                let previous = previous.clone();
                 scope.spawn(|| compress_worker(&queue, &files, timestamp, previous))
             })
             .collect();
-        let result = write_in_order(zip, entries, timestamp, &queue, Previous::open(reuse));
+        let result = write_in_order(zip, entries, timestamp, &queue, previous.clone());
         // Stop the workers whatever happened: they may be waiting for room in the window.
         queue.abort(None);
         let mut panicked = false;
@@ -480,7 +555,11 @@ fn append_entries<W: Write + Seek>(
             Ok(_) if panicked => Err(anyhow!("a compression thread panicked")),
             other => other,
         }
-    })
+    })?;
+    if written.reused > 0 && !previous.is_some_and(|p| p.unchanged()) {
+        bail!("the previous zip changed while its entries were copied");
+    }
+    Ok(written)
 }
 
 fn compress_worker(
@@ -586,9 +665,8 @@ fn write_in_order<W: Write + Seek>(
                 });
                 let added = match prepared.data {
                     Data::Prepared(file) => zip.add_prepared_file(file),
-                    Data::Reused { index, .. } => {
+                    Data::Reused { index, mode, .. } => {
                         reused += 1;
-                        let mode = if *executable { 0o755 } else { 0o644 };
                         copy_entry(zip, previous.as_mut(), index, timestamp, mode)
                     }
                 };
@@ -615,6 +693,7 @@ fn copy_entry<W: Write + Seek>(
     let old = previous.archive.by_index_raw(index)?;
     zip.raw_copy_file_touch(old, timestamp, Some(mode))
 }
+
 /// Compresses one file into memory, reading it in chunks: only the compressed data is held.
 fn compress_one(
     entry: &ZipEntry,
@@ -628,7 +707,7 @@ fn compress_one(
     let mode = if executable { 0o755 } else { 0o644 };
     if let Some((index, sha256)) = previous.and_then(|p| p.twin(entry, mode)) {
         return Ok(Compressed {
-            data: Data::Reused { index, size },
+            data: Data::Reused { index, size, mode },
             sha256,
         });
     }

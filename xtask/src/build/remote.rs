@@ -405,24 +405,11 @@ impl CodeBuildExecutor<'_> {
         let Some(spec) = plan.buildspec.artifacts.as_ref().filter(|_| succeeded) else {
             return Ok(outcome);
         };
-        let primary = self
-            .fetch(
-                plan,
-                build,
-                artifact,
-                None,
-                &staging.primary(),
-                spec.primary.enable_symlinks,
-            )
-            .await?;
-        let mut secondary = Vec::new();
-        for (id, secondary_spec) in &spec.secondary {
-            let dest = staging.secondary(&id.value)?;
-            let symlinks = secondary_spec.enable_symlinks;
-            self.fetch(plan, build, artifact, Some(&id.value), &dest, symlinks)
-                .await?;
-            secondary.push(id.value.clone());
+        let fetched = self.fetch_all(plan, build, artifact, spec, &staging).await;
+        if fetched.is_err() {
+            self.remove_all(build, artifact, spec).await;
         }
+        let (primary, secondary) = fetched?;
         outcome.artifacts = Some(Artifacts {
             primary,
             secondary,
@@ -437,6 +424,45 @@ impl CodeBuildExecutor<'_> {
             }),
         });
         Ok(outcome)
+    }
+
+    /// The primary artifact into the staging area, then each secondary one.
+    async fn fetch_all(
+        &self,
+        plan: &Plan,
+        build: &Build,
+        artifact: &ArtifactAt,
+        spec: &crate::buildspec::Artifacts,
+        staging: &Staging,
+    ) -> anyhow::Result<(crate::artifacts::ExtractSummary, Vec<String>)> {
+        let symlinks = spec.primary.enable_symlinks;
+        let primary = self
+            .fetch(plan, build, artifact, None, &staging.primary(), symlinks)
+            .await?;
+        let mut secondary = Vec::new();
+        for (id, secondary_spec) in &spec.secondary {
+            let dest = staging.secondary(&id.value)?;
+            let symlinks = secondary_spec.enable_symlinks;
+            self.fetch(plan, build, artifact, Some(&id.value), &dest, symlinks)
+                .await?;
+            secondary.push(id.value.clone());
+        }
+        Ok((primary, secondary))
+    }
+
+    /// After a failed fetch: what was not fetched is not left in the bucket either.
+    async fn remove_all(
+        &self,
+        build: &Build,
+        artifact: &ArtifactAt,
+        spec: &crate::buildspec::Artifacts,
+    ) {
+        let secondary = spec.secondary.iter().map(|(id, _)| Some(id.value.as_str()));
+        for identifier in std::iter::once(None).chain(secondary) {
+            if let Ok(key) = artifact_key(&self.target.bucket, build, artifact, identifier) {
+                self.remove_artifact(&key).await;
+            }
+        }
     }
 
     /// One artifact zip of the build (the primary, or the secondary `identifier`): downloaded to

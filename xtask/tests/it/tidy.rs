@@ -123,3 +123,29 @@ fn the_workflows_cargo_xtask_commands_are_the_readmes() {
         );
     }
 }
+
+#[test]
+fn the_zip_writer_names_the_compression_crates_cargo_lock_builds_it_with() {
+    // A rebuild copies compressed entries only from a zip of the same WRITER: another version of
+    // these crates may compress differently, so it must be another WRITER.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap();
+    for name in ["zip", "flate2", "zlib-rs"] {
+        let version = lock
+            .split("[[package]]")
+            .find_map(|package| {
+                let mut lines = package.lines().map(str::trim);
+                lines.find(|l| *l == format!("name = \"{name}\""))?;
+                lines
+                    .find_map(|l| l.strip_prefix("version = \""))
+                    .map(|v| v.trim_end_matches('"').to_string())
+            })
+            .unwrap_or_else(|| panic!("{name} is not in Cargo.lock"));
+        let named = format!("{name} {version}");
+        assert!(
+            xtask::artifacts::zip::WRITER.contains(&named),
+            "Cargo.lock builds {named}, but WRITER is {:?}: check the golden zip and name the new versions",
+            xtask::artifacts::zip::WRITER
+        );
+    }
+}

@@ -213,7 +213,8 @@ impl CodeBuildExecutor<'_> {
             ArtifactNamespace::BuildId,
         )?;
         let path = artifact_prefix.trim_end_matches('/');
-        let name_of = |id: &str| format!("{id}.zip");
+        // Never `layer.zip`, the primary's name: an identifier holds no `-`.
+        let name_of = |id: &str| format!("secondary-{id}.zip");
         let secondary =
             self.secondary_overrides(first.plan, path, name_of, ArtifactNamespace::BuildId)?;
         let mut request = self
