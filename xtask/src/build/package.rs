@@ -140,7 +140,10 @@ impl ZipJob {
             .iter()
             .map(|id| {
                 artifacts::check_identifier(id)?;
-                let zip = plan.out_dir.join(format!("{id}.zip"));
+                let zip = secondary_zip(plan, id);
+                if zip == plan.zip_path() {
+                    anyhow::bail!("the secondary artifact {id} would be written over the layer's zip {}: rename one of them", zip.display());
+                }
                 Ok((id.clone(), artifacts.staging.secondary(id)?, zip))
             })
             .collect::<anyhow::Result<_>>()?;
@@ -198,6 +201,17 @@ impl Zipped {
     }
 }
 
+/// Where the secondary artifact `id` is zipped: `<id>.zip`, and for a cell of a matrix
+/// `<LayerName>-<cell>-<id>.zip` (the cells share the out-dir).
+fn secondary_zip(plan: &Plan, id: &str) -> PathBuf {
+    match plan.layer.cell {
+        Some(_) => plan
+            .out_dir
+            .join(format!("{}-{id}.zip", plan.layer.file_stem())),
+        None => plan.out_dir.join(format!("{id}.zip")),
+    }
+}
+
 /// Where a zip waits for its manifest.
 fn pending(zip: &Path) -> PathBuf {
     with_suffix(zip, ".pending")
@@ -235,7 +249,7 @@ fn land(
     layer.path = layer_zip;
     let mut secondary = Vec::new();
     for (id, zip) in zipped.secondary {
-        let final_path = plan.out_dir.join(format!("{id}.zip"));
+        let final_path = secondary_zip(plan, &id);
         if passed {
             rename(&zip.path, &final_path)?;
             secondary.push((id, final_path));
@@ -266,7 +280,7 @@ pub fn remove_pending(plan: &Plan) {
             .iter()
             .flat_map(|a| &a.secondary)
             .filter(|(id, _)| artifacts::is_identifier(&id.value))
-            .map(|(id, _)| plan.out_dir.join(format!("{}.zip", id.value))),
+            .map(|(id, _)| secondary_zip(plan, &id.value)),
     );
     for zip in zips {
         let _ = std::fs::remove_file(pending(&zip));

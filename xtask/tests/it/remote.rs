@@ -424,7 +424,7 @@ fn a_project_codebuild_does_not_know_is_one_line() {
 
 /// A project of two runtimes on two architectures, whose build logs and records its cell.
 fn matrix_project(name: &str, build: &str) -> (tempfile::TempDir, String) {
-    let spec = format!("version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p layer/python/remote_pkg\n      - echo \"CELL = '$LAYER_RUNTIME-$(uname -m)'\" > layer/python/remote_pkg/__init__.py\n      - echo \"cell=$LAYER_RUNTIME-$(uname -m)\"\n{build}artifacts:\n  base-directory: layer\n  files: ['python/**/*']\n");
+    let spec = format!("version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p layer/python/remote_pkg\n      - echo \"CELL = '$LAYER_RUNTIME-$(uname -m)'\" > layer/python/remote_pkg/__init__.py\n      - echo \"cell=$LAYER_RUNTIME-$(uname -m)\"\n      - mkdir -p notes && echo \"$LAYER_RUNTIME\" > notes/cell.txt\n{build}artifacts:\n  base-directory: layer\n  files: ['python/**/*']\n  secondary-artifacts:\n    notes:\n      base-directory: notes\n      files: ['*']\n");
     let (dir, bucket) = project(name, &spec);
     let template = dir.path().join("template.yaml");
     let text = std::fs::read_to_string(&template).expect("template");
@@ -494,6 +494,19 @@ fn a_remote_matrix_is_one_batch_build_and_each_cell_is_its_local_layer() {
         )
         .expect("json");
         assert_eq!(manifest["built_by"]["project"], format!("{name}-layer"));
+        // Its secondary artifact came back too, named after the cell (cells share the out-dir).
+        let notes = dir
+            .path()
+            .join(format!("target/layer/{name}-{id}-notes.zip"));
+        let mut archive =
+            zip::ZipArchive::new(std::fs::File::open(&notes).expect("notes zip")).expect("zip");
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut archive.by_name("cell.txt").expect("cell.txt"),
+            &mut text,
+        )
+        .expect("read");
+        assert_eq!(text.trim(), id.split('-').next().unwrap_or_default());
     }
     // Nothing changed: no batch at all the second time.
     let again = remote_cells(&codebuild, dir.path(), &bucket, ids);
