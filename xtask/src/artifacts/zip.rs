@@ -458,6 +458,32 @@ impl Queue {
     }
 }
 
+impl Queue {
+    /// The file `index` once a worker has finished it (it leaves the window).
+    fn take(&self, index: usize) -> Result<Compressed> {
+        let mut state = self.lock();
+        let prepared = loop {
+            if let Some(error) = state.error.take() {
+                return Err(error);
+            }
+            if let Some(prepared) = state.done[index].take() {
+                state.waiting_bytes -= prepared.held_bytes();
+                break prepared;
+            }
+            if state.aborted {
+                bail!("the zip was abandoned");
+            }
+            state = self
+                .finished
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        };
+        drop(state);
+        self.room.notify_all();
+        Ok(prepared)
+    }
+}
+
 /// Aborts the queue if a worker panics, so the writer does not wait for its entry forever.
 struct AbortOnPanic<'a>(&'a Queue);
 
@@ -630,26 +656,7 @@ fn write_in_order<W: Write + Seek>(
                 });
             }
             ZipEntryKind::File { executable, .. } => {
-                let prepared = {
-                    let mut state = queue.lock();
-                    loop {
-                        if let Some(error) = state.error.take() {
-                            return Err(error);
-                        }
-                        if let Some(prepared) = state.done[file_index].take() {
-                            state.waiting_bytes -= prepared.held_bytes();
-                            break prepared;
-                        }
-                        if state.aborted {
-                            bail!("the zip was abandoned");
-                        }
-                        state = queue
-                            .finished
-                            .wait(state)
-                            .unwrap_or_else(PoisonError::into_inner);
-                    }
-                };
-                queue.room.notify_all();
+                let prepared = queue.take(file_index)?;
                 file_index += 1;
                 let size = prepared.uncompressed_size();
                 unzipped_bytes += size;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use aws_sdk_codebuild::operation::start_build_batch::StartBuildBatchError;
-use aws_sdk_codebuild::types::{ArtifactNamespace, BuildBatch, SourceType};
+use aws_sdk_codebuild::types::{ArtifactNamespace, BuildBatch, ProjectArtifacts, SourceType};
 use tokio::sync::oneshot;
 
 use super::{key_prefix, no_cache, plaintext, CodeBuildExecutor, MAX_POLL_FAILURES, MAX_QUEUED};
@@ -206,17 +206,7 @@ impl CodeBuildExecutor<'_> {
             key_prefix(first.plan),
             uuid::Uuid::new_v4()
         );
-        // BUILD_ID: each build's zip lands in a directory named after its own id.
-        let artifacts = self.artifacts_override(
-            artifact_prefix.trim_end_matches('/'),
-            "layer.zip",
-            ArtifactNamespace::BuildId,
-        )?;
-        let path = artifact_prefix.trim_end_matches('/');
-        // Never `layer.zip`, the primary's name: an identifier holds no `-`.
-        let name_of = |id: &str| format!("secondary-{id}.zip");
-        let secondary =
-            self.secondary_overrides(first.plan, path, name_of, ArtifactNamespace::BuildId)?;
+        let (artifacts, secondary) = self.batch_artifacts(first.plan, &artifact_prefix)?;
         let mut request = self
             .clients
             .codebuild
@@ -234,19 +224,7 @@ impl CodeBuildExecutor<'_> {
             request = request.cache_override(no_cache()?);
         }
         let project = &self.target.project;
-        let started = request
-            .send()
-            .await
-            .map_err(|e| match e.as_service_error() {
-                Some(StartBuildBatchError::InvalidInputException(refused)) => anyhow::anyhow!(
-                    "CodeBuild refused the batch build of {project}: {} (batch builds need the project's BuildBatchConfig, which codebuild.yml sets: `cargo xtask deploy-stack`)",
-                    refused.message().unwrap_or("invalid input")
-                ),
-                _ if format!("{e:?}").contains("AccountLimitExceeded") => anyhow::anyhow!(
-                    "CodeBuild refused to start a batch build of {project}: the project's concurrent build limit or the account's build quota is reached"
-                ),
-                _ => aws::explain(&e, "codebuild:StartBuildBatch", &format!("the CodeBuild project {project}")),
-            })?;
+        let started = request.send().await.map_err(|e| refused(&e, project))?;
         let batch = started
             .build_batch
             .ok_or_else(|| anyhow::anyhow!("StartBuildBatch returned no batch"))?;
@@ -269,6 +247,22 @@ impl CodeBuildExecutor<'_> {
             id,
             artifact_prefix,
         })
+    }
+
+    /// The batch's artifacts overrides under `prefix`, namespace BUILD_ID (each build's zips in a
+    /// directory named after its own id): the primary `layer.zip`, each secondary
+    /// `secondary-<id>.zip` (never the primary's name: an identifier holds no `-`).
+    fn batch_artifacts(
+        &self,
+        plan: &Plan,
+        prefix: &str,
+    ) -> anyhow::Result<(ProjectArtifacts, Vec<ProjectArtifacts>)> {
+        let path = prefix.trim_end_matches('/');
+        let primary = self.artifacts_override(path, "layer.zip", ArtifactNamespace::BuildId)?;
+        let name_of = |id: &str| format!("secondary-{id}.zip");
+        let secondary =
+            self.secondary_overrides(plan, path, name_of, ArtifactNamespace::BuildId)?;
+        Ok((primary, secondary))
     }
 
     /// Polls the batch (with backoff) and hands each cell its build id as soon as CodeBuild
@@ -362,6 +356,23 @@ impl CodeBuildExecutor<'_> {
             .into_iter()
             .next()
             .ok_or_else(|| anyhow::anyhow!("CodeBuild does not know the batch build {id}"))
+    }
+}
+
+/// StartBuildBatch's refusal as one line: CodeBuild's own message, and what usually causes it.
+fn refused(
+    e: &aws_sdk_codebuild::error::SdkError<StartBuildBatchError>,
+    project: &str,
+) -> anyhow::Error {
+    match e.as_service_error() {
+        Some(StartBuildBatchError::InvalidInputException(refused)) => anyhow::anyhow!(
+            "CodeBuild refused the batch build of {project}: {} (batch builds need the project's BuildBatchConfig, which codebuild.yml sets: `cargo xtask deploy-stack`)",
+            refused.message().unwrap_or("invalid input")
+        ),
+        _ if format!("{e:?}").contains("AccountLimitExceeded") => anyhow::anyhow!(
+            "CodeBuild refused to start a batch build of {project}: the project's concurrent build limit or the account's build quota is reached"
+        ),
+        _ => aws::explain(e, "codebuild:StartBuildBatch", &format!("the CodeBuild project {project}")),
     }
 }
 
