@@ -148,15 +148,20 @@ class Server:
 
     # --- the three calls ------------------------------------------------------------------------
     def start_build(self, body):
+        project = self.checked_project(body)
+        build = Build(project, body, "123456789012", self.region)
+        self.builds[build.id] = build
+        threading.Thread(target=self.run, args=(build,), daemon=True).start()
+        return {"build": build.describe()}
+
+    def checked_project(self, body):
+        """The request's project, which must be this stand-in's, with an S3 source override."""
         project = body.get("projectName")
         if project != self.args.project:
             raise ApiError(400, "ResourceNotFoundException", f"Project cannot be found: arn:aws:codebuild:{self.region}:123456789012:project/{project}")
         if body.get("sourceTypeOverride") != "S3" or "/" not in body.get("sourceLocationOverride", ""):
             raise ApiError(400, "InvalidInputException", "sourceLocationOverride must be bucket/key with sourceTypeOverride S3")
-        build = Build(project, body, "123456789012", self.region)
-        self.builds[build.id] = build
-        threading.Thread(target=self.run, args=(build,), daemon=True).start()
-        return {"build": build.describe()}
+        return project
 
     def batch_get_builds(self, body):
         ids = body.get("ids", [])
@@ -174,13 +179,9 @@ class Server:
         return {"build": build.describe()}
 
     def start_build_batch(self, body):
-        project = body.get("projectName")
-        if project != self.args.project:
-            raise ApiError(400, "ResourceNotFoundException", f"Project cannot be found: arn:aws:codebuild:{self.region}:123456789012:project/{project}")
+        project = self.checked_project(body)
         if self.args.no_batch_config:
             raise ApiError(400, "InvalidInputException", "Batch build is not enabled for project: the project has no build batch configuration")
-        if body.get("sourceTypeOverride") != "S3" or "/" not in body.get("sourceLocationOverride", ""):
-            raise ApiError(400, "InvalidInputException", "sourceLocationOverride must be bucket/key with sourceTypeOverride S3")
         try:
             spec = yaml.safe_load(body.get("buildspecOverride", "")) or {}
         except yaml.YAMLError as e:

@@ -7,7 +7,7 @@
 use crate::build_layer::{summary, LAYER_TEMPLATE};
 use crate::support;
 
-use std::io::BufRead as _;
+use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -96,9 +96,15 @@ fn xtask(codebuild: &CodeBuild, args: &[&str]) -> Command {
     command
 }
 
-fn remote_build(codebuild: &CodeBuild, dir: &Path, bucket: &str, extra: &[&str]) -> Output {
+/// `build-layer --remote --bucket BUCKET --source DIR --image IMAGE --json`, then `extra`.
+fn remote_command(
+    codebuild: &CodeBuild,
+    dir: &Path,
+    bucket: &str,
+    image: &str,
+    extra: &[&str],
+) -> Command {
     let source = dir.display().to_string();
-    let image = support::standin_image();
     let mut args = vec![
         "build-layer",
         "--remote",
@@ -107,11 +113,45 @@ fn remote_build(codebuild: &CodeBuild, dir: &Path, bucket: &str, extra: &[&str])
         "--source",
         &source,
         "--image",
-        &image,
+        image,
         "--json",
     ];
     args.extend(extra);
-    xtask(codebuild, &args).output().expect("run xtask")
+    xtask(codebuild, &args)
+}
+
+fn remote_build(codebuild: &CodeBuild, dir: &Path, bucket: &str, extra: &[&str]) -> Output {
+    let image = support::standin_image();
+    remote_command(codebuild, dir, bucket, &image, extra)
+        .output()
+        .expect("run xtask")
+}
+
+/// A build's stderr up to the first line that holds `marker`.
+fn read_until(stderr: &mut impl BufRead, marker: &str) -> String {
+    let mut seen = String::new();
+    while !seen.contains(marker) {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).expect("read") == 0 {
+            panic!("the build ended before {marker:?}:\n{seen}");
+        }
+        seen.push_str(&line);
+    }
+    seen
+}
+
+/// SIGINT to `child`, which must exit 130 within 30 s; the rest of its stderr.
+fn interrupt(child: &mut Child, stderr: &mut impl BufRead, seen: &str) -> String {
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").args(["-INT", &pid]).status();
+    assert!(killed.expect("kill").success());
+    let started = Instant::now();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(stderr, &mut rest).expect("read");
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130), "{seen}{rest}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    rest
 }
 
 const LAYER_SPEC: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p layer/python/remote_pkg\n      - echo 'VALUE = 42' > layer/python/remote_pkg/__init__.py\n      - echo \"built in $CODEBUILD_BUILD_ID with GREETING=$GREETING\"\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
@@ -299,23 +339,9 @@ fn an_arm64_build_runs_on_arm_compute() {
     let image = support::cell_image_template()
         .replace("{python}", "3.9")
         .replace("{arch}", "arm64");
-    let source = dir.path().display().to_string();
-    let output = xtask(
-        &codebuild,
-        &[
-            "build-layer",
-            "--remote",
-            "--bucket",
-            &bucket,
-            "--source",
-            &source,
-            "--image",
-            &image,
-            "--json",
-        ],
-    )
-    .output()
-    .expect("run xtask");
+    let output = remote_command(&codebuild, dir.path(), &bucket, &image, &[])
+        .output()
+        .expect("run xtask");
     let s = summary(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(s["status"], "SUCCEEDED", "{s:#}\n{stderr}");
@@ -359,42 +385,15 @@ fn sigint_stops_the_remote_build() {
     let codebuild = CodeBuild::start(&format!("{name}-layer"));
     let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - echo sleeping\n      - sleep 120\nartifacts:\n  files: ['**/*']\n";
     let (dir, bucket) = project(&name, spec);
-    let source = dir.path().display().to_string();
     let image = support::standin_image();
-    let args = [
-        "build-layer",
-        "--remote",
-        "--bucket",
-        &bucket,
-        "--source",
-        &source,
-        "--image",
-        &image,
-        "--json",
-    ];
-    let mut child = xtask(&codebuild, &args)
+    let mut child = remote_command(&codebuild, dir.path(), &bucket, &image, &[])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn");
     let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
-    let mut seen = String::new();
-    while !seen.contains("sleeping") {
-        let mut line = String::new();
-        if stderr.read_line(&mut line).expect("read") == 0 {
-            panic!("the build ended before its sleep:\n{seen}");
-        }
-        seen.push_str(&line);
-    }
-    let pid = child.id().to_string();
-    let killed = Command::new("kill").args(["-INT", &pid]).status();
-    assert!(killed.expect("kill").success());
-    let started = Instant::now();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read");
-    let status = child.wait().expect("wait");
-    assert_eq!(status.code(), Some(130), "{seen}{rest}");
-    assert!(started.elapsed() < Duration::from_secs(30));
+    let seen = read_until(&mut stderr, "sleeping");
+    let rest = interrupt(&mut child, &mut stderr, &seen);
     assert!(rest.contains("stopping the CodeBuild build"), "{rest}");
 }
 
@@ -436,22 +435,10 @@ fn matrix_project(name: &str, build: &str) -> (tempfile::TempDir, String) {
 }
 
 fn remote_cells(codebuild: &CodeBuild, dir: &Path, bucket: &str, cells: &str) -> Output {
-    let source = dir.display().to_string();
     let image = support::cell_image_template();
-    let args = [
-        "build-layer",
-        "--remote",
-        "--bucket",
-        bucket,
-        "--source",
-        &source,
-        "--image",
-        &image,
-        "--cells",
-        cells,
-        "--json",
-    ];
-    xtask(codebuild, &args).output().expect("run xtask")
+    remote_command(codebuild, dir, bucket, &image, &["--cells", cells])
+        .output()
+        .expect("run xtask")
 }
 
 fn cell<'a>(matrix: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
@@ -598,35 +585,15 @@ fn sigint_stops_the_batch_build_and_keeps_the_finished_cells() {
     let codebuild = CodeBuild::start(&format!("{name}-layer"));
     let sleep = "      - test \"$LAYER_PYTHON\" != 3.13 || { echo sleeping; sleep 120; }\n";
     let (dir, bucket) = matrix_project(&name, sleep);
-    let source = dir.path().display().to_string();
     let image = support::cell_image_template();
-    let args = [
-        "build-layer",
-        "--remote",
-        "--bucket",
-        &bucket,
-        "--source",
-        &source,
-        "--image",
-        &image,
-        "--cells",
-        "python3.9-x86_64,python3.13-x86_64",
-        "--json",
-    ];
-    let mut child = xtask(&codebuild, &args)
+    let cells = ["--cells", "python3.9-x86_64,python3.13-x86_64"];
+    let mut child = remote_command(&codebuild, dir.path(), &bucket, &image, &cells)
         .stderr(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn");
     let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
-    let mut seen = String::new();
-    while !seen.contains("sleeping") {
-        let mut line = String::new();
-        if stderr.read_line(&mut line).expect("read") == 0 {
-            panic!("the builds ended before the sleep:\n{seen}");
-        }
-        seen.push_str(&line);
-    }
+    let seen = read_until(&mut stderr, "sleeping");
     // The python3.9 cell finishes while python3.13 sleeps.
     let finished = dir
         .path()
@@ -636,15 +603,7 @@ fn sigint_stops_the_batch_build_and_keeps_the_finished_cells() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(finished.exists(), "{seen}");
-    let pid = child.id().to_string();
-    let killed = Command::new("kill").args(["-INT", &pid]).status();
-    assert!(killed.expect("kill").success());
-    let started = Instant::now();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).expect("read");
-    let status = child.wait().expect("wait");
-    assert_eq!(status.code(), Some(130), "{seen}{rest}");
-    assert!(started.elapsed() < Duration::from_secs(30));
+    let rest = interrupt(&mut child, &mut stderr, &seen);
     assert!(rest.contains("stopping the CodeBuild batch"), "{rest}");
     let mut stdout = String::new();
     let mut out = child.stdout.take().expect("stdout");
