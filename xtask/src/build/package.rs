@@ -119,8 +119,8 @@ async fn verify_layer(
 /// verified. Each goes next to its final path ([`pending`]) until [`land`] moves it.
 struct ZipJob {
     options: ZipOptions,
-    /// The layer's last zip, when its unchanged files may be copied from it.
-    reuse: Option<PathBuf>,
+    /// The layer's manifest, whose zip's unchanged files may be copied (not with `--no-cache`).
+    previous: Option<PathBuf>,
     /// `(tree, zip)` of the layer.
     layer: (PathBuf, PathBuf),
     /// `(id, tree, zip)` of each secondary artifact.
@@ -149,7 +149,7 @@ impl ZipJob {
             .collect::<anyhow::Result<_>>()?;
         Ok(ZipJob {
             options: ZipOptions::from_env()?,
-            reuse: reusable_zip(plan),
+            previous: plan.options.cache.then(|| plan.manifest_path()),
             layer: (tree.to_path_buf(), plan.zip_path()),
             secondary,
         })
@@ -158,7 +158,8 @@ impl ZipJob {
     fn run(self) -> anyhow::Result<Zipped> {
         let (tree, path) = &self.layer;
         let layer_options = ZipOptions {
-            reuse: self.reuse.clone(),
+            // Here, on the blocking thread: checking the old zip hashes it.
+            reuse: self.previous.as_deref().and_then(reusable_zip),
             ..self.options.clone()
         };
         let layer = artifacts::write_zip(tree, &pending(path), &layer_options)?;
@@ -178,17 +179,13 @@ impl ZipJob {
 
 /// The layer's last zip, when this zip writer made it (its manifest says so) and it is still the
 /// zip its manifest describes: its unchanged files are copied rather than compressed again (the
-/// bytes are those of a full compression). Not with `--no-cache`, which builds from nothing.
-fn reusable_zip(plan: &Plan) -> Option<PathBuf> {
-    if !plan.options.cache {
-        return None;
-    }
-    let manifest_path = plan.manifest_path();
-    let manifest = Manifest::read(&manifest_path).ok()?;
+/// bytes are those of a full compression).
+fn reusable_zip(manifest_path: &Path) -> Option<PathBuf> {
+    let manifest = Manifest::read(manifest_path).ok()?;
     if manifest.zip_writer.as_deref() != Some(artifacts::zip::WRITER) {
         return None;
     }
-    manifest.check_zip(&manifest_path).ok()
+    manifest.check_zip(manifest_path).ok()
 }
 
 impl Zipped {
