@@ -20,7 +20,7 @@ use anyhow::{bail, Context as _};
 
 pub use import::{
     import_smoke_test, import_smoke_test_in, modules_from_record, top_level_modules, ImportOutcome,
-    LayerContainer, Module, IMPORT_TIMEOUT_SECS,
+    ImportTested, LayerContainer, Module, Removal, IMPORT_TIMEOUT_SECS,
 };
 
 use crate::diagnostic::{Diagnostic, Severity};
@@ -105,6 +105,8 @@ pub struct ImportResult {
     pub imported: Vec<String>,
     /// One BS310 per module that did not import.
     pub diagnostics: Vec<Diagnostic>,
+    /// The test's container, being removed: wait for it before exiting.
+    pub removal: Removal,
 }
 
 /// Runs the import smoke test on the tree at `dir`, unless skipped (`Ok(None)`). An error means
@@ -119,12 +121,13 @@ pub async fn import_test(test: ImportTest<'_>, dir: &Path) -> anyhow::Result<Opt
     else {
         return Ok(None);
     };
-    let (outcome, diagnostics) = import_smoke_test_in(engine, image, dir, ready, slowdown)
+    let tested = import_smoke_test_in(engine, image, dir, ready, slowdown)
         .await
         .context("the import smoke test could not run (--no-import-test skips it)")?;
     Ok(Some(ImportResult {
-        imported: outcome.imported,
-        diagnostics,
+        imported: tested.outcome.imported,
+        diagnostics: tested.diagnostics,
+        removal: tested.removal,
     }))
 }
 
@@ -229,9 +232,15 @@ impl VerifyLayer {
                     ready: None,
                     slowdown: 1,
                 };
-                import_test(test, &dir).await
+                let Some(result) = import_test(test, &dir).await? else {
+                    return anyhow::Ok(Vec::new());
+                };
+                if let Some(warning) = result.removal.finish().await {
+                    eprintln!("warning: {warning}");
+                }
+                anyhow::Ok(result.diagnostics)
             });
-            diagnostics.extend(result?.map(|r| r.diagnostics).unwrap_or_default());
+            diagnostics.extend(result?);
         }
         crate::diagnostic::sort(&mut diagnostics);
 

@@ -137,6 +137,8 @@ impl DockerExecutor<'_> {
             scratch_dirs: mounts.scratch_dirs,
             memory_dirs: mounts.memory_dirs,
             labels: vec![(LAYER_LABEL.to_string(), plan.layer.file_stem().to_string())],
+            // As in CodeBuild, the build reaches the network (its package index).
+            offline: false,
         })
     }
 

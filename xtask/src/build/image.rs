@@ -101,6 +101,7 @@ pub fn check_architecture(image: &str, facts: &ImageFacts, arch: &str) -> anyhow
 async fn probe(engine: &Engine, name: &str, id: String) -> anyhow::Result<ImageFacts> {
     let spec = ContainerSpec {
         image: name.to_string(),
+        offline: true,
         ..ContainerSpec::default()
     };
     let container = engine.start_work_container(&spec).await?;

@@ -13,7 +13,7 @@ use super::prepare::Plan;
 use crate::artifacts::{self, ZipOptions, ZipSummary};
 use crate::diagnostic::Diagnostic;
 use crate::manifest::{Manifest, MANIFEST_VERSION};
-use crate::verify::{self, ImportTest, Target};
+use crate::verify::{self, ImportTest, Removal, Target};
 
 /// What packaging wrote.
 #[derive(Debug)]
@@ -38,8 +38,19 @@ pub async fn package(
     let tree = layer_tree(artifacts, log)?;
     let zips = ZipJob::new(plan, &tree, artifacts)?;
     let zipping = tokio::task::spawn_blocking(move || zips.run());
-    let checks = verify_layer(plan, &tree, import_test, log).await;
-    let zipped = zipping.await.context("the zip writer stopped")??;
+    let verified = verify_layer(plan, &tree, import_test, log).await;
+    let zipped = zipping.await.context("the zip writer stopped");
+    // The import test's container went while the zip was being finished.
+    let checks = match verified {
+        Ok((checks, removal)) => {
+            if let Some(warning) = removal.finish().await {
+                log.warning(&warning);
+            }
+            Ok(checks)
+        }
+        Err(e) => Err(e),
+    };
+    let zipped = zipped??;
     if zipped.layer.reused_files > 0 {
         log.line(&format!(
             "zip: {} of {} files copied compressed from the previous zip (unchanged)",
@@ -87,20 +98,25 @@ fn layer_tree(artifacts: &Artifacts, log: &Log) -> anyhow::Result<PathBuf> {
     Ok(unzipped)
 }
 
-/// `verify`'s static checks and, unless skipped, the import test.
+/// `verify`'s static checks and, unless skipped, the import test (whose container is still being
+/// removed).
 async fn verify_layer(
     plan: &Plan,
     tree: &Path,
     import_test: ImportTest<'_>,
     log: &Log,
-) -> anyhow::Result<Vec<Diagnostic>> {
+) -> anyhow::Result<(Vec<Diagnostic>, Removal)> {
     log.container("Verifying the layer");
     let target = Target {
         runtimes: plan.layer.runtimes.clone(),
         architectures: vec![plan.arch.clone()],
     };
-    let mut checks = verify::verify_tree(tree, &target);
+    // The static checks run while the import test waits for its container.
+    let dir = tree.to_path_buf();
+    let static_checks = tokio::task::spawn_blocking(move || verify::verify_tree(&dir, &target));
     let imported = verify::import_test(import_test, tree).await;
+    let mut checks = static_checks.await.context("the static checks stopped")?;
+    let mut removal = Removal::default();
     if let Some(outcome) = imported? {
         log.line(&format!(
             "import smoke test: {} modules imported, {} failed",
@@ -108,11 +124,12 @@ async fn verify_layer(
             outcome.diagnostics.len()
         ));
         checks.extend(outcome.diagnostics);
+        removal = outcome.removal;
     }
     for check in &checks {
         log.line(&check.headline());
     }
-    Ok(checks)
+    Ok((checks, removal))
 }
 
 /// The zips to write: owned, so they can be written on a blocking thread while the layer is

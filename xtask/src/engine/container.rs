@@ -33,6 +33,9 @@ pub struct ContainerSpec {
     pub memory_dirs: Vec<(String, u64)>,
     /// Extra labels; [`super::LABEL`] and [`super::SESSION_LABEL`] are always added.
     pub labels: Vec<(String, String)>,
+    /// No network at all (`none`), for containers that have nothing to fetch: nothing they run
+    /// can reach out, and the daemon tears them down in half the time.
+    pub offline: bool,
 }
 
 /// A named volume and what it is labelled with.
@@ -255,6 +258,7 @@ impl Engine {
                 (from.to_string(), "/xtask-from".to_string()),
                 (to.to_string(), "/xtask-to".to_string()),
             ],
+            offline: true,
             ..ContainerSpec::default()
         };
         let container = self.start_work_container(&spec).await?;
@@ -304,6 +308,7 @@ fn host_config(spec: &ContainerSpec) -> HostConfig {
                 .collect(),
         ),
         privileged: Some(false),
+        network_mode: spec.offline.then(|| "none".to_string()),
         // A real PID 1 that reaps the build's orphaned processes (`sleep` would not).
         init: Some(true),
         ..Default::default()

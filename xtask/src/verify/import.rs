@@ -178,7 +178,11 @@ fn is_identifier(name: &str) -> bool {
 /// several); only when that fails is each module retried alone, so every failure is named. The
 /// trade-off: a module that imports only after another one has been imported passes.
 const DRIVER: &str = r#"
-import concurrent.futures, json, os, subprocess, sys
+import json, os, subprocess, sys
+probe = os.environ.get("XTASK_PROBE")
+if probe and not os.path.lexists(probe):
+    print("XTASK-IMPORT " + json.dumps({"unseen": probe}), flush=True)
+    sys.exit(0)
 version = "%d.%d" % sys.version_info[:2]
 site = "/opt/python/lib/python%s/site-packages" % version
 prelude = "import importlib, sys\nsys.path[:0] = [%r, '/opt/python']\n" % site
@@ -227,6 +231,7 @@ if all_import_together([module for _, module in tried]):
     results = {pair: {"module": pair[1], "ok": True} for pair in tried}
 else:
     # One interpreter per module, one per core at a time.
+    import concurrent.futures
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         results = dict(zip(tried, pool.map(check, [module for _, module in tried])))
 for pair in pairs:
@@ -245,6 +250,9 @@ pub struct ImportOutcome {
     pub failed: Vec<(String, String)>,
     /// Modules for another Python version's site-packages, not tried.
     pub skipped: Vec<String>,
+    /// The container did not show the layer at `/opt` (a daemon that mounted an empty
+    /// directory): nothing was tried.
+    pub unseen: bool,
 }
 
 /// Reads the driver's result lines (other output, e.g. warnings, is ignored).
@@ -257,6 +265,10 @@ pub fn parse_output(output: &str) -> ImportOutcome {
         let Ok(value) = serde_json::from_str::<serde_json::Value>(json) else {
             continue;
         };
+        if value["unseen"].is_string() {
+            outcome.unseen = true;
+            continue;
+        }
         if let Some(python) = value["python"].as_str() {
             outcome.python = Some(python.to_string());
             continue;
@@ -287,7 +299,39 @@ pub async fn import_smoke_test(
     image: &str,
     layer_dir: &Path,
 ) -> anyhow::Result<(ImportOutcome, Vec<Diagnostic>)> {
-    import_smoke_test_in(engine, image, layer_dir, None, 1).await
+    let tested = import_smoke_test_in(engine, image, layer_dir, None, 1).await?;
+    if let Some(warning) = tested.removal.finish().await {
+        eprintln!("warning: {warning}");
+    }
+    Ok((tested.outcome, tested.diagnostics))
+}
+
+/// What [`import_smoke_test_in`] found, and the removal of its container, still under way.
+pub struct ImportTested {
+    pub outcome: ImportOutcome,
+    /// One `BS310` per module that did not import.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Wait for it before exiting.
+    pub removal: Removal,
+}
+
+/// A container being removed in the background (off the build's critical path), or none.
+#[derive(Debug, Default)]
+pub struct Removal(Option<tokio::task::JoinHandle<crate::engine::Result<()>>>);
+
+impl Removal {
+    fn of(container: WorkContainer) -> Removal {
+        Removal(Some(container.remove_in_background()))
+    }
+
+    /// Waits for the removal; its failure, if any, as a warning.
+    pub async fn finish(self) -> Option<String> {
+        match self.0?.await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(format!("the import test's container removal stopped: {e}")),
+        }
+    }
 }
 
 /// A container of `image` with a directory bind-mounted read-only at `/opt`, created before that
@@ -318,15 +362,15 @@ impl LayerContainer {
     }
 }
 
-/// [`import_smoke_test`], in `ready` when it mounts `layer_dir`.
+/// [`import_smoke_test`], in `ready` when it mounts `layer_dir`. The container is removed in the
+/// background: the caller waits for [`ImportTested::removal`].
 pub async fn import_smoke_test_in(
     engine: &Engine,
     image: &str,
     layer_dir: &Path,
     ready: Option<LayerContainer>,
     slowdown: u32,
-) -> anyhow::Result<(ImportOutcome, Vec<Diagnostic>)> {
-    let slowdown = u64::from(slowdown.max(1));
+) -> anyhow::Result<ImportTested> {
     let modules = top_level_modules(layer_dir);
     let ready = ready.and_then(|ready| {
         let mounts_it = layer_dir.canonicalize().ok() == Some(ready.layer_dir.clone());
@@ -334,7 +378,12 @@ pub async fn import_smoke_test_in(
         mounts_it.then_some(ready.container)
     });
     if modules.is_empty() {
-        return Ok((ImportOutcome::default(), Vec::new()));
+        let removal = Removal(ready.map(WorkContainer::remove_in_background));
+        return Ok(ImportTested {
+            outcome: ImportOutcome::default(),
+            diagnostics: Vec::new(),
+            removal,
+        });
     }
     let mounted = match ready {
         Some(container) => Some(container),
@@ -342,44 +391,119 @@ pub async fn import_smoke_test_in(
             .await
             .map(|mounted| mounted.container),
     };
-    let container = match mounted {
-        Some(container) if sees_layer(engine, &container, layer_dir).await => container,
-        // A daemon in a VM that does not share the path mounts an empty directory.
-        _ => uploaded_layer_container(engine, image, layer_dir).await?,
+    let driver = Driver {
+        engine,
+        modules: &modules,
+        slowdown: u64::from(slowdown.max(1)),
     };
-    let args = modules.iter().map(|m| format!("{}:{}", m.root, m.name));
-    let exec = Exec::new(
-        ["python3", "-I", "-S", "-c", DRIVER]
-            .map(str::to_string)
-            .into_iter()
-            .chain(args),
-    )
-    .env(
-        "XTASK_IMPORT_TIMEOUT",
-        (IMPORT_TIMEOUT_SECS * slowdown).to_string(),
-    )
-    .env("XTASK_PYCACHE", PYCACHE_DIR)
-    .user(IMPORT_USER)
-    .working_dir("/tmp");
-    let budget =
-        Duration::from_secs((IMPORT_TIMEOUT_SECS * (modules.len() as u64 + 1) + 60) * slowdown);
-    let output = tokio::time::timeout(budget, engine.exec_output(&container, &exec))
-        .await
-        .with_context(|| format!("the import test did not finish within {budget:?}"))??;
-    if let Err(e) = container.remove().await {
-        eprintln!("warning: {e}");
-    }
+    let (container, output) = match mounted {
+        Some(container) => {
+            let probe = first_entry(layer_dir);
+            let output = driver.run(&container, probe.as_deref()).await?;
+            match parse_output(&output.text()).unseen {
+                false => (container, output),
+                // A daemon in a VM that does not share the path mounts an empty directory.
+                true => {
+                    let removed = Removal::of(container).finish();
+                    let (_, uploaded) =
+                        tokio::join!(removed, driver.run_uploaded(image, layer_dir));
+                    uploaded?
+                }
+            }
+        }
+        None => driver.run_uploaded(image, layer_dir).await?,
+    };
+    let removal = Removal::of(container);
     let code = output.code;
     let text = output.text();
     let outcome = parse_output(&text);
     if code != 0 || outcome.python.is_none() {
+        // The caller never sees the removal: wait for it here.
+        let _ = removal.finish().await;
         let tail: Vec<&str> = text.lines().rev().take(5).collect();
         anyhow::bail!(
             "the import test driver failed in {image} (exit code {code}): {}",
             tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
         );
     }
-    let diagnostics = outcome
+    let diagnostics = failures(&outcome, &modules, image);
+    Ok(ImportTested {
+        outcome,
+        diagnostics,
+        removal,
+    })
+}
+
+/// Runs [`DRIVER`] on a list of modules.
+struct Driver<'a> {
+    engine: &'a Engine,
+    modules: &'a [Module],
+    slowdown: u64,
+}
+
+impl Driver<'_> {
+    /// The driver in `container`; with `probe` (a path under `/opt`), it only checks that the
+    /// container sees it, and says so when not.
+    async fn run(
+        &self,
+        container: &WorkContainer,
+        probe: Option<&str>,
+    ) -> anyhow::Result<crate::engine::Output> {
+        let args = self
+            .modules
+            .iter()
+            .map(|m| format!("{}:{}", m.root, m.name));
+        let mut exec = Exec::new(
+            ["python3", "-I", "-S", "-c", DRIVER]
+                .map(str::to_string)
+                .into_iter()
+                .chain(args),
+        )
+        .env(
+            "XTASK_IMPORT_TIMEOUT",
+            (IMPORT_TIMEOUT_SECS * self.slowdown).to_string(),
+        )
+        .env("XTASK_PYCACHE", PYCACHE_DIR)
+        .user(IMPORT_USER)
+        .working_dir("/tmp");
+        if let Some(probe) = probe {
+            exec = exec.env("XTASK_PROBE", probe);
+        }
+        let modules = self.modules.len() as u64;
+        let budget =
+            Duration::from_secs((IMPORT_TIMEOUT_SECS * (modules + 1) + 60) * self.slowdown);
+        let output = tokio::time::timeout(budget, self.engine.exec_output(container, &exec))
+            .await
+            .with_context(|| format!("the import test did not finish within {budget:?}"))??;
+        Ok(output)
+    }
+
+    /// The driver in a new container with a copy of the layer uploaded to `/opt`.
+    async fn run_uploaded(
+        &self,
+        image: &str,
+        layer_dir: &Path,
+    ) -> anyhow::Result<(WorkContainer, crate::engine::Output)> {
+        let container = uploaded_layer_container(self.engine, image, layer_dir).await?;
+        match self.run(&container, None).await {
+            Ok(output) => Ok((container, output)),
+            Err(e) => {
+                let _ = Removal::of(container).finish().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// `/opt/<name>` of the first entry of `layer_dir`: what a container that mounts it must see.
+fn first_entry(layer_dir: &Path) -> Option<String> {
+    let entry = std::fs::read_dir(layer_dir).ok()?.next()?.ok()?;
+    Some(format!("/opt/{}", entry.file_name().to_string_lossy()))
+}
+
+/// One `BS310` per module that did not import.
+fn failures(outcome: &ImportOutcome, modules: &[Module], image: &str) -> Vec<Diagnostic> {
+    outcome
         .failed
         .iter()
         .map(|(name, error)| {
@@ -397,8 +521,7 @@ pub async fn import_smoke_test_in(
                 "reproduce with `docker run --rm -v $PWD/layer:/opt:ro {image} python3 -I -S -c \"import sys; sys.path[:0]=['/opt/python']; import {name}\"`; a missing module usually means a dependency was not installed into the layer"
             ))
         })
-        .collect();
-    Ok((outcome, diagnostics))
+        .collect()
 }
 
 fn describe_owner(distribution: &str) -> String {
@@ -406,20 +529,6 @@ fn describe_owner(distribution: &str) -> String {
         NO_DISTRIBUTION => NO_DISTRIBUTION.to_string(),
         name => format!("from {name}"),
     }
-}
-
-/// Whether `/opt` in `container` shows the layer at `layer_dir` (one of its entries).
-async fn sees_layer(engine: &Engine, container: &WorkContainer, layer_dir: &Path) -> bool {
-    let Some(entry) = std::fs::read_dir(layer_dir)
-        .ok()
-        .and_then(|mut entries| entries.next())
-        .and_then(Result::ok)
-    else {
-        return false;
-    };
-    let probe = format!("/opt/{}", entry.file_name().to_string_lossy());
-    let test = Exec::new(["test", "-e", probe.as_str()]).root();
-    matches!(engine.exec(container, &test, |_, _| {}).await, Ok(0))
 }
 
 /// A container of `image` with a copy of the layer at `/opt`, uploaded as a tar: for remote
@@ -452,6 +561,8 @@ fn import_container_spec(image: &str) -> ContainerSpec {
             format!("xtask-pycache-{}", &volume[..12]),
             PYCACHE_DIR.to_string(),
         )],
+        // Importing fetches nothing: a package's import-time code cannot reach out.
+        offline: true,
         ..Default::default()
     }
 }

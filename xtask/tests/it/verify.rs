@@ -476,22 +476,33 @@ fn a_container_mounted_before_the_layer_exists_sees_it() {
             "late\n",
         );
         write(layer.path(), "python/late-1.0.dist-info/RECORD", "");
-        let (outcome, diagnostics) =
-            verify::import_smoke_test_in(engine, image, layer.path(), Some(ready), 1)
-                .await
-                .unwrap();
-        assert_eq!(outcome.imported, ["late"]);
-        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        // The import container has no network: only its loopback interface.
+        write(
+            layer.path(),
+            "python/offline.py",
+            "import os\nassert os.listdir('/sys/class/net') == ['lo'], os.listdir('/sys/class/net')\n",
+        );
+        let tested = verify::import_smoke_test_in(engine, image, layer.path(), Some(ready), 1)
+            .await
+            .unwrap();
+        assert_eq!(tested.outcome.imported, ["late", "offline"]);
+        assert!(tested.diagnostics.is_empty(), "{:?}", tested.diagnostics);
+        assert_eq!(tested.removal.finish().await, None);
+        let left = engine.session_containers().await.unwrap();
+        assert!(
+            left.is_empty(),
+            "the import test's container is left: {left:?}"
+        );
 
         // A container mounting another directory is not used for this one.
         let elsewhere = verify::LayerContainer::mount(engine, image, other.path())
             .await
             .expect("mount");
-        let (outcome, _) =
-            verify::import_smoke_test_in(engine, image, layer.path(), Some(elsewhere), 1)
-                .await
-                .unwrap();
-        assert_eq!(outcome.imported, ["late"]);
+        let tested = verify::import_smoke_test_in(engine, image, layer.path(), Some(elsewhere), 1)
+            .await
+            .unwrap();
+        assert_eq!(tested.outcome.imported, ["late", "offline"]);
+        assert_eq!(tested.removal.finish().await, None);
     });
 }
 
@@ -511,12 +522,12 @@ fn a_mount_that_shows_nothing_falls_back_to_a_copy() {
         write(&layer, "python/late/__init__.py", "VALUE = 1\n");
         write(&layer, "python/late-1.0.dist-info/top_level.txt", "late\n");
         write(&layer, "python/late-1.0.dist-info/RECORD", "");
-        let (outcome, diagnostics) =
-            verify::import_smoke_test_in(engine, image, &layer, Some(ready), 1)
-                .await
-                .unwrap();
-        assert_eq!(outcome.imported, ["late"]);
-        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let tested = verify::import_smoke_test_in(engine, image, &layer, Some(ready), 1)
+            .await
+            .unwrap();
+        assert_eq!(tested.outcome.imported, ["late"]);
+        assert!(tested.diagnostics.is_empty(), "{:?}", tested.diagnostics);
+        assert_eq!(tested.removal.finish().await, None);
     });
 }
 
