@@ -3,6 +3,7 @@
 //! (file, executable file, symlink; the only modes a layer zip keeps) and the SHA-256 of its
 //! bytes (a link's target). Directories are not in it: a zip may or may not list them.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
@@ -58,17 +59,73 @@ pub struct Entry {
     pub script: Option<Script>,
 }
 
+/// What [`content_sha256`] hashes before the [`listing`].
+const CONTENT_HEADER: &[u8] = b"lambda-layer-content-v1\n";
+
 /// The digest of `entries`, sorted by name (as the zip writer and [`read_zip`] give them).
 pub fn content_sha256(entries: &[Entry]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(b"lambda-layer-content-v1\n");
+    listing_sha256(&listing(entries))
+}
+
+/// The content listing the digest is made of: a line `name \0 kind \0 hex SHA-256` per entry.
+/// The zip writer keeps it beside a zip, so a rebuild knows each old entry's content.
+pub fn listing(entries: &[Entry]) -> Vec<u8> {
+    let mut listing = Vec::with_capacity(entries.len() * 128);
     for entry in entries {
-        hasher.update(entry.name.as_bytes());
-        hasher.update([0, entry.kind.tag(), 0]);
-        hasher.update(crate::util::hex(&entry.sha256).as_bytes());
-        hasher.update(b"\n");
+        listing.extend_from_slice(entry.name.as_bytes());
+        listing.extend_from_slice(&[0, entry.kind.tag(), 0]);
+        listing.extend_from_slice(crate::util::hex(&entry.sha256).as_bytes());
+        listing.push(b'\n');
     }
+    listing
+}
+
+/// The content digest of a [`listing`].
+pub fn listing_sha256(listing: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(CONTENT_HEADER);
+    hasher.update(listing);
     crate::util::hex(&hasher.finalize())
+}
+
+/// `name → (kind, SHA-256)` of a [`listing`]; `None` when any line is not one of its lines (a
+/// name with a newline, say), so a line can never be misread.
+pub fn parse_listing(listing: &[u8]) -> Option<HashMap<String, (Kind, [u8; 32])>> {
+    let mut entries = HashMap::new();
+    let Some(body) = listing.strip_suffix(b"\n") else {
+        return listing.is_empty().then_some(entries);
+    };
+    for line in body.split(|&b| b == b'\n') {
+        let mut parts = line.split(|&b| b == 0);
+        let (Some(name), Some(tag), Some(hex), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let kind = match tag {
+            b"f" => Kind::File,
+            b"x" => Kind::Executable,
+            b"l" => Kind::Symlink,
+            _ => return None,
+        };
+        let name = std::str::from_utf8(name).ok()?.to_string();
+        if entries.insert(name, (kind, unhex(hex)?)).is_some() {
+            return None;
+        }
+    }
+    Some(entries)
+}
+
+fn unhex(hex: &[u8]) -> Option<[u8; 32]> {
+    let text = std::str::from_utf8(hex).ok()?;
+    if text.len() != 64 {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(bytes)
 }
 
 /// SHA-256 of everything `reader` yields, and how many bytes that was.
@@ -338,5 +395,47 @@ mod tests {
         assert!(entry_kind(b"python/evil/", Some(S_IFREG | 0o644), 12).is_err());
         assert!(entry_kind(b"python/evil\\", Some(S_IFREG | 0o644), 12).is_err());
         assert!(entry_kind(b"python/fifo", Some(0o010_644), 0).is_err());
+    }
+
+    #[test]
+    fn a_listing_reads_back_as_its_entries_and_nothing_else() {
+        let entry = |name: &str, kind, byte| Entry {
+            name: name.to_string(),
+            kind,
+            size: 1,
+            sha256: [byte; 32],
+            script: None,
+        };
+        let entries = [
+            entry("python/a.py", Kind::File, 1),
+            entry("python/bin/t", Kind::Executable, 2),
+            entry("python/l", Kind::Symlink, 3),
+        ];
+        let listing = listing(&entries);
+        assert_eq!(listing_sha256(&listing), content_sha256(&entries));
+        let parsed = parse_listing(&listing).unwrap();
+        assert_eq!(parsed.len(), 3);
+        assert_eq!(parsed["python/bin/t"], (Kind::Executable, [2; 32]));
+        assert_eq!(parse_listing(b""), Some(HashMap::new()));
+        // A name with a newline, a cut line, a duplicate, a bad kind or hash: not a listing.
+        let newline = self::listing(&[entry("python/a\nb", Kind::File, 1)]);
+        let doubled = [listing.clone(), listing.clone()].concat();
+        let bad_kind = String::from_utf8(listing.clone())
+            .unwrap()
+            .replace("\0f\0", "\0q\0");
+        for broken in [
+            newline,
+            listing[..listing.len() - 1].to_vec(),
+            doubled,
+            bad_kind.into_bytes(),
+            b"python/a.py\0f\0xyz\n".to_vec(),
+        ] {
+            assert_eq!(
+                parse_listing(&broken),
+                None,
+                "{}",
+                String::from_utf8_lossy(&broken)
+            );
+        }
     }
 }

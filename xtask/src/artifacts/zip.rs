@@ -11,11 +11,11 @@
 //! - written to a temporary file next to the destination and renamed into place, so a failure
 //!   never leaves a partial file at the final path.
 //!
-//! With [`ZipOptions::reuse`] (an earlier zip by this same writer, see [`WRITER`]), a file whose
-//! name, mode and content are those of an entry of that zip is not compressed again: its
-//! compressed bytes are copied as they are, after the old entry was inflated and compared with
-//! the new file byte for byte. Deflate is deterministic for the same writer, so the result is
-//! the zip a full compression makes, byte for byte (a test holds this).
+//! With [`ZipOptions::reuse`] (an earlier zip by this same writer, see [`WRITER`], and the
+//! content listing written with it, see [`Reuse`]), a file whose name, mode and SHA-256 are
+//! those of an entry of that zip is not compressed again: its compressed bytes are copied as
+//! they are. Deflate is deterministic for the same writer, so the result is the zip a full
+//! compression makes, byte for byte (a test holds this).
 //!
 //! Files are compressed into memory by worker threads, which take them in order from a shared
 //! queue (a big file is read in chunks, so only its compressed form is held); the writer appends
@@ -63,7 +63,52 @@ pub struct ZipOptions {
     /// A zip by this writer ([`WRITER`]) whose entries may be copied for unchanged files instead
     /// of compressed again. A missing or unreadable one is ignored; one that cannot be copied
     /// from (or changes meanwhile) makes the zip be written again without it.
-    pub reuse: Option<PathBuf>,
+    pub reuse: Option<Reuse>,
+}
+
+/// An earlier zip by this writer and what each of its files holds: the content listing
+/// ([`digest::listing`]) written beside it, checked against the content digest that zip's
+/// manifest records; the zip itself is checked against the SHA-256 the manifest records when it
+/// is opened. A new file with an entry's name, kind and SHA-256 gets that entry's compressed
+/// bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reuse {
+    pub zip: PathBuf,
+    /// Hex SHA-256 the zip must have.
+    zip_sha256: String,
+    listed: Arc<HashMap<String, (digest::Kind, [u8; 32])>>,
+}
+
+/// The most a content listing may hold (the seed layer's: 250 KB).
+const MAX_LISTING_BYTES: u64 = 64 << 20;
+
+impl Reuse {
+    /// `zip` (to be the bytes of SHA-256 `zip_sha256`) and its listing ([`listing_path`]), when
+    /// the listing's digest is `content_sha256`: both as the zip's manifest records them.
+    pub fn load(zip: &Path, zip_sha256: &str, content_sha256: &str) -> Option<Reuse> {
+        let mut listing = Vec::new();
+        File::open(listing_path(zip))
+            .ok()?
+            .take(MAX_LISTING_BYTES + 1)
+            .read_to_end(&mut listing)
+            .ok()?;
+        if listing.len() as u64 > MAX_LISTING_BYTES
+            || digest::listing_sha256(&listing) != content_sha256
+        {
+            return None;
+        }
+        Some(Reuse {
+            zip: zip.to_path_buf(),
+            zip_sha256: zip_sha256.to_string(),
+            listed: Arc::new(digest::parse_listing(&listing)?),
+        })
+    }
+}
+
+/// Where the content listing of the zip at `zip` is kept: `.<zip's name>.content` beside it.
+pub fn listing_path(zip: &Path) -> PathBuf {
+    let name = zip.file_name().unwrap_or_default().to_string_lossy();
+    zip.with_file_name(format!(".{name}.content"))
 }
 
 impl Default for ZipOptions {
@@ -151,6 +196,9 @@ pub struct ZipSummary {
     pub unzipped_bytes: u64,
     /// The layer's content digest (see [`super::digest`]), hex.
     pub content_sha256: String,
+    /// What the digest is made of ([`digest::listing`]): kept beside the zip ([`Reuse`]).
+    #[serde(skip)]
+    pub listing: Vec<u8>,
     /// Files whose compressed bytes came from [`ZipOptions::reuse`].
     #[serde(skip)]
     pub reused_files: u64,
@@ -259,7 +307,7 @@ pub fn write_zip_entries(
         .try_clone()
         .context("cannot reopen the temporary zip")?;
     let mut zip = ZipWriter::new(BufWriter::with_capacity(1 << 20, file));
-    let reuse = options.reuse.as_deref();
+    let reuse = options.reuse.as_ref();
     let written = match append_entries(&mut zip, entries, timestamp, options.threads, reuse) {
         // Whatever went wrong with the previous zip, compressing everything does not need it.
         Err(_) if reuse.is_some() => {
@@ -281,6 +329,7 @@ pub fn write_zip_entries(
     fs::set_permissions(temp.path(), fs::Permissions::from_mode(0o644))
         .context("cannot set the zip's permissions")?;
     let (sha256_hex, code_sha256, zipped_bytes) = hash_file(temp.path())?;
+    let listing = digest::listing(&written.content);
     temp.persist(dest)
         .map_err(|e| e.error)
         .with_context(|| format!("cannot move the zip into place at {}", dest.display()))?;
@@ -291,7 +340,8 @@ pub fn write_zip_entries(
         zipped_bytes,
         files: written.content.len() as u64,
         unzipped_bytes: written.unzipped_bytes,
-        content_sha256: digest::content_sha256(&written.content),
+        content_sha256: digest::listing_sha256(&listing),
+        listing,
         reused_files: written.reused,
     })
 }
@@ -304,15 +354,23 @@ struct Previous {
     /// Name → index, for the plain files this writer writes (not a link, not ZIP64, no extra
     /// field or comment).
     files: Arc<HashMap<String, usize>>,
+    /// What each entry holds (see [`Reuse`]).
+    listed: Arc<HashMap<String, (digest::Kind, [u8; 32])>>,
     /// The file's size and modification time when it was opened (see [`Previous::unchanged`]).
     opened: (u64, Option<std::time::SystemTime>),
 }
 
 impl Previous {
     /// The zip at `path`, when there is one that can be read.
-    fn open(path: Option<&Path>) -> Option<Previous> {
-        let file = File::open(path?).ok()?;
+    fn open(reuse: Option<&Reuse>) -> Option<Previous> {
+        let reuse = reuse?;
+        let file = File::open(&reuse.zip).ok()?;
         let opened = stamp(&file)?;
+        // Its entries are copied unread: it must be the zip the listing describes.
+        let (sha256, _) = digest::hash_reader(&mut &file).ok()?;
+        if crate::util::hex(&sha256) != reuse.zip_sha256 {
+            return None;
+        }
         let mut archive = ZipArchive::new(SharedFile::new(file)).ok()?;
         let mut files = HashMap::new();
         for index in 0..archive.len() {
@@ -333,23 +391,34 @@ impl Previous {
         Some(Previous {
             archive,
             files: Arc::new(files),
+            listed: reuse.listed.clone(),
             opened,
         })
     }
 
-    /// The index of `entry`'s old twin: the same name, size and mode, and the same bytes (the
-    /// old entry inflated, its CRC checked, against the file); with the file's SHA-256.
+    /// The index of `entry`'s old twin: the same name, size and mode, and the SHA-256 its
+    /// listing gives; with the file's SHA-256.
     fn twin(&mut self, entry: &ZipEntry, mode: u32) -> Option<(usize, [u8; 32])> {
-        let ZipEntryKind::File { size, .. } = entry.kind else {
+        let ZipEntryKind::File { size, executable } = entry.kind else {
             return None;
         };
         let index = *self.files.get(&entry.name)?;
-        let old = self.archive.by_index(index).ok()?;
-        if old.size() != size || old.unix_mode().map(|m| m & 0o777) != Some(mode) {
+        let (kind, listed) = self.listed.get(&entry.name)?;
+        let wanted = match executable {
+            true => digest::Kind::Executable,
+            false => digest::Kind::File,
+        };
+        let old = self.archive.by_index_raw(index).ok()?;
+        let same_entry = *kind == wanted
+            && old.size() == size
+            && old.unix_mode().map(|m| m & 0o777) == Some(mode);
+        if !same_entry {
             return None;
         }
-        let new = File::open(&entry.path).ok()?;
-        same_bytes(old, new).map(|sha256| (index, sha256))
+        drop(old);
+        let mut new = File::open(&entry.path).ok()?;
+        let (sha256, read) = digest::hash_reader(&mut new).ok()?;
+        (read == size && sha256 == *listed).then_some((index, sha256))
     }
 
     /// Whether the file is still as it was when opened: a zip cut short or rewritten while it
@@ -399,24 +468,6 @@ impl Seek for SharedFile {
         self.position = u64::try_from(i128::from(base) + offset)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a seek before the start"))?;
         Ok(self.position)
-    }
-}
-
-/// The SHA-256 of `new` when `old` holds exactly its bytes (a read error counts as different).
-fn same_bytes(mut old: impl Read, mut new: File) -> Option<[u8; 32]> {
-    let mut hasher = Sha256::new();
-    let (mut a, mut b) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
-    loop {
-        let n = new.read(&mut a).ok()?;
-        if n == 0 {
-            // Both at their end: reading one byte more from the old entry also checks its CRC.
-            return (old.read(&mut b[..1]).ok()? == 0).then(|| hasher.finalize().into());
-        }
-        old.read_exact(&mut b[..n]).ok()?;
-        if a[..n] != b[..n] {
-            return None;
-        }
-        hasher.update(&a[..n]);
     }
 }
 
@@ -544,7 +595,7 @@ fn append_entries<W: Write + Seek>(
     entries: &[ZipEntry],
     timestamp: DateTime,
     threads: usize,
-    reuse: Option<&Path>,
+    reuse: Option<&Reuse>,
 ) -> Result<Written> {
     let files: Vec<&ZipEntry> = entries
         .iter()
@@ -841,11 +892,15 @@ mod tests {
         std::os::unix::fs::symlink("a.py", dir.join("python/link.py")).unwrap();
     }
 
-    fn options(reuse: Option<&Path>) -> ZipOptions {
+    fn options(reuse: Option<&ZipSummary>) -> ZipOptions {
         ZipOptions {
             source_date_epoch: Some(1_700_000_000),
             threads: 2,
-            reuse: reuse.map(Path::to_path_buf),
+            reuse: reuse.map(|zip| Reuse {
+                zip: zip.path.clone(),
+                zip_sha256: zip.sha256_hex.clone(),
+                listed: Arc::new(digest::parse_listing(&zip.listing).unwrap()),
+            }),
         }
     }
 
@@ -870,10 +925,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let t = tmp.path().join("t");
         tree(&t);
-        let first = tmp.path().join("first.zip");
-        write_zip(&t, &first, &options(None)).unwrap();
+        let first = write_zip(&t, &tmp.path().join("first.zip"), &options(None)).unwrap();
         let again = write_zip(&t, &tmp.path().join("again.zip"), &options(Some(&first))).unwrap();
-        assert_eq!(fs::read(&first).unwrap(), fs::read(&again.path).unwrap());
+        assert_eq!(
+            fs::read(&first.path).unwrap(),
+            fs::read(&again.path).unwrap()
+        );
         assert_eq!(again.reused_files, 5);
 
         // One file changed, one made executable, one added, one removed.
@@ -896,10 +953,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let t = tmp.path().join("t");
         tree(&t);
-        let first = tmp.path().join("first.zip");
-        write_zip(&t, &first, &options(None)).unwrap();
-        let full = fs::read(&first).unwrap();
-        // A byte of noise.bin's compressed data flipped: that entry no longer inflates to the file.
+        let first = write_zip(&t, &tmp.path().join("first.zip"), &options(None)).unwrap();
+        let full = fs::read(&first.path).unwrap();
+        // A byte of noise.bin's compressed data flipped: not the zip the listing describes.
         let mut damaged = full.clone();
         let at = full
             .windows(20)
@@ -907,20 +963,65 @@ mod tests {
             .unwrap()
             + 200;
         damaged[at] ^= 0xff;
-        fs::write(&first, &damaged).unwrap();
+        fs::write(&first.path, &damaged).unwrap();
         let zip = write_zip(&t, &tmp.path().join("z.zip"), &options(Some(&first))).unwrap();
-        assert_eq!(fs::read(&zip.path).unwrap(), full);
-        assert_eq!(zip.reused_files, 4);
+        assert_eq!(
+            (fs::read(&zip.path).unwrap(), zip.reused_files),
+            (full.clone(), 0)
+        );
         // Not a zip at all, or missing: everything compressed.
-        fs::write(&first, b"not a zip").unwrap();
+        fs::write(&first.path, b"not a zip").unwrap();
         let zip = write_zip(&t, &tmp.path().join("y.zip"), &options(Some(&first))).unwrap();
         assert_eq!(
             (fs::read(&zip.path).unwrap(), zip.reused_files),
             (full.clone(), 0)
         );
-        let gone = tmp.path().join("gone.zip");
-        let zip = write_zip(&t, &tmp.path().join("x.zip"), &options(Some(&gone))).unwrap();
+        fs::remove_file(&first.path).unwrap();
+        let zip = write_zip(&t, &tmp.path().join("x.zip"), &options(Some(&first))).unwrap();
         assert_eq!((fs::read(&zip.path).unwrap(), zip.reused_files), (full, 0));
+    }
+
+    #[test]
+    fn a_file_is_copied_only_when_the_listing_gives_its_hash() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path().join("t");
+        tree(&t);
+        let first = write_zip(&t, &tmp.path().join("first.zip"), &options(None)).unwrap();
+        // A listing that gives a.py another hash (as a listing of another zip would): a.py is
+        // compressed, the others copied.
+        let mut listing = digest::parse_listing(&first.listing).unwrap();
+        listing.get_mut("python/a.py").unwrap().1[0] ^= 1;
+        let mut reuse = options(Some(&first));
+        if let Some(reuse) = reuse.reuse.as_mut() {
+            reuse.listed = Arc::new(listing);
+        }
+        let zip = write_zip(&t, &tmp.path().join("z.zip"), &reuse).unwrap();
+        assert_eq!(fs::read(&zip.path).unwrap(), fs::read(&first.path).unwrap());
+        assert_eq!(zip.reused_files, 4);
+    }
+
+    #[test]
+    fn a_listing_is_loaded_only_with_the_digest_it_was_written_with() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path().join("t");
+        tree(&t);
+        let first = write_zip(&t, &tmp.path().join("first.zip"), &options(None)).unwrap();
+        let (zip, sha) = (&first.path, &first.sha256_hex);
+        assert_eq!(
+            Reuse::load(zip, sha, &first.content_sha256),
+            None,
+            "no listing yet"
+        );
+        fs::write(listing_path(zip), &first.listing).unwrap();
+        let loaded = Reuse::load(zip, sha, &first.content_sha256).expect("loads");
+        assert_eq!(loaded, options(Some(&first)).reuse.unwrap());
+        let other = "0".repeat(64);
+        assert_eq!(Reuse::load(zip, sha, &other), None);
+        let mut edited = first.listing.clone();
+        edited[0] ^= 1;
+        fs::write(listing_path(zip), &edited).unwrap();
+        assert_eq!(Reuse::load(zip, sha, &first.content_sha256), None);
+        assert_eq!(listing_path(zip), tmp.path().join(".first.zip.content"));
     }
 
     #[test]

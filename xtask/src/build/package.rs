@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use super::execute::Artifacts;
 use super::log::Log;
 use super::prepare::Plan;
+use crate::artifacts::zip::Reuse;
 use crate::artifacts::{self, ZipOptions, ZipSummary};
 use crate::diagnostic::Diagnostic;
 use crate::manifest::{Manifest, MANIFEST_VERSION};
@@ -194,15 +195,18 @@ impl ZipJob {
     }
 }
 
-/// The layer's last zip, when this zip writer made it (its manifest says so) and it is still the
-/// zip its manifest describes: its unchanged files are copied rather than compressed again (the
-/// bytes are those of a full compression).
-fn reusable_zip(manifest_path: &Path) -> Option<PathBuf> {
+/// The layer's last zip, when this zip writer made it (its manifest says so), it is still the
+/// zip its manifest describes and its content listing is the one the manifest's digest covers:
+/// its unchanged files are copied rather than compressed again (the bytes are those of a full
+/// compression).
+fn reusable_zip(manifest_path: &Path) -> Option<Reuse> {
     let manifest = Manifest::read(manifest_path).ok()?;
     if manifest.zip_writer.as_deref() != Some(artifacts::zip::WRITER) {
         return None;
     }
-    manifest.check_zip(manifest_path).ok()
+    let zip = manifest.zip_beside(manifest_path)?;
+    // The zip's bytes are checked against the manifest when the zip writer opens it.
+    Reuse::load(&zip, &manifest.sha256, manifest.content_sha256.as_deref()?)
 }
 
 impl Zipped {
@@ -271,8 +275,12 @@ fn land(
             let _ = std::fs::remove_file(&zip.path);
         }
     }
-    if !passed {
-        let _ = std::fs::remove_file(&final_zip);
+    match passed {
+        true => keep_listing(&final_zip, &layer.listing),
+        false => {
+            let _ = std::fs::remove_file(&final_zip);
+            let _ = std::fs::remove_file(artifacts::zip::listing_path(&final_zip));
+        }
     }
     let mut manifest = manifest(plan, &layer, &diagnostics);
     manifest.built_by = built_by;
@@ -284,6 +292,24 @@ fn land(
         diagnostics,
         passed,
     })
+}
+
+/// Writes the zip's content listing beside it, for the next build to copy from the zip. Only a
+/// cache: when it cannot be written, the next build compresses everything.
+fn keep_listing(zip: &Path, listing: &[u8]) {
+    let path = artifacts::zip::listing_path(zip);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let written = tempfile::NamedTempFile::new_in(dir).and_then(|mut file| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::io::Write::write_all(&mut file, listing)?;
+        // Readable like the zip it describes (tempfile creates 0600).
+        file.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        file.persist(&path).map_err(|e| e.error)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
 }
 
 /// Removes the zips an interrupted build left waiting for their manifest.

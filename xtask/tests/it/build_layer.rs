@@ -167,6 +167,18 @@ fn a_rebuild_copies_unchanged_files_compressed_and_writes_the_zip_a_full_build_w
         std::fs::read(zip_path(dir.path())).expect("zip"),
         incremental
     );
+
+    // What each old entry holds comes from the content listing beside the zip, trusted only
+    // when it is the one the manifest's content digest covers.
+    let listing = xtask::artifacts::zip::listing_path(&zip_path(dir.path()));
+    let mut edited = std::fs::read(&listing).expect("the content listing beside the zip");
+    edited[0] ^= 1;
+    std::fs::write(&listing, edited).expect("edit the listing");
+    std::fs::write(dir.path().join("src/mod.py"), "VALUE = 3\n").expect("edit");
+    let third = build_layer(dir.path(), &[]);
+    let log = String::from_utf8_lossy(&third.stderr);
+    assert_eq!(summary(&third)["status"], "SUCCEEDED", "{log}");
+    assert!(!log.contains("copied compressed"), "{log}");
 }
 
 #[test]
