@@ -44,7 +44,11 @@ fn main() -> anyhow::Result<()> {
 /// against the manifest instead).
 fn previous_zip(zip: &Path) -> anyhow::Result<Reuse> {
     let listing = std::fs::read(listing_path(zip))?;
-    let (zip_sha256, _, _) = hash_file(zip)?;
-    Reuse::load(zip, &zip_sha256, &digest::listing_sha256(&listing))
-        .ok_or_else(|| anyhow::anyhow!("{} has no usable content listing", zip.display()))
+    let (zip_sha256, _, zip_bytes) = hash_file(zip)?;
+    Reuse::load(
+        zip,
+        (&zip_sha256, zip_bytes),
+        &digest::listing_sha256(&listing),
+    )
+    .ok_or_else(|| anyhow::anyhow!("{} has no usable content listing", zip.display()))
 }

@@ -116,11 +116,13 @@ pub fn parse_listing(listing: &[u8]) -> Option<HashMap<String, (Kind, [u8; 32])>
     Some(entries)
 }
 
+/// 64 lower-case hex digits, as [`listing`] writes them.
 fn unhex(hex: &[u8]) -> Option<[u8; 32]> {
-    let text = std::str::from_utf8(hex).ok()?;
-    if text.len() != 64 {
+    let lower_hex = |b: &u8| b.is_ascii_digit() || (b'a'..=b'f').contains(b);
+    if hex.len() != 64 || !hex.iter().all(lower_hex) {
         return None;
     }
+    let text = std::str::from_utf8(hex).ok()?;
     let mut bytes = [0u8; 32];
     for (i, byte) in bytes.iter_mut().enumerate() {
         *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
@@ -429,6 +431,8 @@ mod tests {
             doubled,
             bad_kind.into_bytes(),
             b"python/a.py\0f\0xyz\n".to_vec(),
+            format!("python/a.py\0f\0+{}\n", "a".repeat(63)).into_bytes(),
+            format!("python/a.py\0f\0{}\n", "A".repeat(64)).into_bytes(),
         ] {
             assert_eq!(
                 parse_listing(&broken),

@@ -74,8 +74,9 @@ pub struct ZipOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reuse {
     pub zip: PathBuf,
-    /// Hex SHA-256 the zip must have.
+    /// Hex SHA-256 and size the zip must have.
     zip_sha256: String,
+    zip_bytes: u64,
     listed: Arc<HashMap<String, (digest::Kind, [u8; 32])>>,
 }
 
@@ -83,24 +84,23 @@ pub struct Reuse {
 const MAX_LISTING_BYTES: u64 = 64 << 20;
 
 impl Reuse {
-    /// `zip` (to be the bytes of SHA-256 `zip_sha256`) and its listing ([`listing_path`]), when
-    /// the listing's digest is `content_sha256`: both as the zip's manifest records them.
-    pub fn load(zip: &Path, zip_sha256: &str, content_sha256: &str) -> Option<Reuse> {
-        let mut listing = Vec::new();
-        File::open(listing_path(zip))
-            .ok()?
-            .take(MAX_LISTING_BYTES + 1)
-            .read_to_end(&mut listing)
-            .ok()?;
-        if listing.len() as u64 > MAX_LISTING_BYTES
-            || digest::listing_sha256(&listing) != content_sha256
-        {
+    /// `zip` (to be `zip_bytes` bytes of SHA-256 `zip_sha256`) and its listing
+    /// ([`listing_path`]), when the listing's digest is `content_sha256`: all as the zip's
+    /// manifest records them.
+    pub fn load(
+        zip: &Path,
+        (zip_sha256, zip_bytes): (&str, u64),
+        content_sha256: &str,
+    ) -> Option<Reuse> {
+        let listing = crate::util::read_regular(&listing_path(zip), MAX_LISTING_BYTES).ok()?;
+        if digest::listing_sha256(listing.as_bytes()) != content_sha256 {
             return None;
         }
         Some(Reuse {
             zip: zip.to_path_buf(),
             zip_sha256: zip_sha256.to_string(),
-            listed: Arc::new(digest::parse_listing(&listing)?),
+            zip_bytes,
+            listed: Arc::new(digest::parse_listing(listing.as_bytes())?),
         })
     }
 }
@@ -361,14 +361,14 @@ struct Previous {
 }
 
 impl Previous {
-    /// The zip at `path`, when there is one that can be read.
+    /// The zip of `reuse`, when it can be read and is still the zip its listing describes (its
+    /// entries are copied unread).
     fn open(reuse: Option<&Reuse>) -> Option<Previous> {
         let reuse = reuse?;
-        let file = File::open(&reuse.zip).ok()?;
+        let file = crate::util::open_regular(&reuse.zip).ok()?;
         let opened = stamp(&file)?;
-        // Its entries are copied unread: it must be the zip the listing describes.
-        let (sha256, _) = digest::hash_reader(&mut &file).ok()?;
-        if crate::util::hex(&sha256) != reuse.zip_sha256 {
+        let (sha256, read) = digest::hash_reader(&mut (&file).take(reuse.zip_bytes + 1)).ok()?;
+        if read != reuse.zip_bytes || crate::util::hex(&sha256) != reuse.zip_sha256 {
             return None;
         }
         let mut archive = ZipArchive::new(SharedFile::new(file)).ok()?;
@@ -416,8 +416,8 @@ impl Previous {
             return None;
         }
         drop(old);
-        let mut new = File::open(&entry.path).ok()?;
-        let (sha256, read) = digest::hash_reader(&mut new).ok()?;
+        let new = File::open(&entry.path).ok()?;
+        let (sha256, read) = digest::hash_reader(&mut new.take(size + 1)).ok()?;
         (read == size && sha256 == *listed).then_some((index, sha256))
     }
 
@@ -899,6 +899,7 @@ mod tests {
             reuse: reuse.map(|zip| Reuse {
                 zip: zip.path.clone(),
                 zip_sha256: zip.sha256_hex.clone(),
+                zip_bytes: zip.zipped_bytes,
                 listed: Arc::new(digest::parse_listing(&zip.listing).unwrap()),
             }),
         }
@@ -1006,7 +1007,7 @@ mod tests {
         let t = tmp.path().join("t");
         tree(&t);
         let first = write_zip(&t, &tmp.path().join("first.zip"), &options(None)).unwrap();
-        let (zip, sha) = (&first.path, &first.sha256_hex);
+        let (zip, sha) = (&first.path, (first.sha256_hex.as_str(), first.zipped_bytes));
         assert_eq!(
             Reuse::load(zip, sha, &first.content_sha256),
             None,

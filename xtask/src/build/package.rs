@@ -115,18 +115,28 @@ async fn verify_layer(
     // The static checks run while the import test waits for its container.
     let dir = tree.to_path_buf();
     let static_checks = tokio::task::spawn_blocking(move || verify::verify_tree(&dir, &target));
-    let imported = verify::import_test(import_test, tree).await;
-    let mut checks = static_checks.await.context("the static checks stopped")?;
-    let mut removal = Removal::default();
-    if let Some(outcome) = imported? {
-        log.line(&format!(
-            "import smoke test: {} modules imported, {} failed",
-            outcome.imported.len(),
-            outcome.diagnostics.len()
-        ));
-        checks.extend(outcome.diagnostics);
-        removal = outcome.removal;
-    }
+    let imported = verify::import_test(import_test, tree).await?;
+    let (imports, removal) = match imported {
+        Some(outcome) => {
+            log.line(&format!(
+                "import smoke test: {} modules imported, {} failed",
+                outcome.imported.len(),
+                outcome.diagnostics.len()
+            ));
+            (outcome.diagnostics, outcome.removal)
+        }
+        None => (Vec::new(), Removal::default()),
+    };
+    let mut checks = match static_checks.await {
+        Ok(checks) => checks,
+        Err(e) => {
+            if let Some(warning) = removal.finish().await {
+                log.warning(&warning);
+            }
+            return Err(e).context("the static checks stopped");
+        }
+    };
+    checks.extend(imports);
     for check in &checks {
         log.line(&check.headline());
     }
@@ -176,7 +186,7 @@ impl ZipJob {
     fn run(self) -> anyhow::Result<Zipped> {
         let (tree, path) = &self.layer;
         let layer_options = ZipOptions {
-            // Here, on the blocking thread: checking the old zip hashes it.
+            // Here, on the blocking thread: reading the old zip's listing hashes it.
             reuse: self.previous.as_deref().and_then(reusable_zip),
             ..self.options.clone()
         };
@@ -206,7 +216,8 @@ fn reusable_zip(manifest_path: &Path) -> Option<Reuse> {
     }
     let zip = manifest.zip_beside(manifest_path)?;
     // The zip's bytes are checked against the manifest when the zip writer opens it.
-    Reuse::load(&zip, &manifest.sha256, manifest.content_sha256.as_deref()?)
+    let zip_hash = (manifest.sha256.as_str(), manifest.zipped_bytes);
+    Reuse::load(&zip, zip_hash, manifest.content_sha256.as_deref()?)
 }
 
 impl Zipped {
@@ -275,12 +286,14 @@ fn land(
             let _ = std::fs::remove_file(&zip.path);
         }
     }
-    match passed {
-        true => keep_listing(&final_zip, &layer.listing),
-        false => {
-            let _ = std::fs::remove_file(&final_zip);
-            let _ = std::fs::remove_file(artifacts::zip::listing_path(&final_zip));
-        }
+    // The listing goes with whichever zip landed: a rebuild after a rejected build copies from
+    // the rejected zip (its manifest names it).
+    keep_listing(&layer.path, &layer.listing);
+    if !passed {
+        let _ = std::fs::remove_file(&final_zip);
+        let _ = std::fs::remove_file(artifacts::zip::listing_path(&final_zip));
+    } else {
+        let _ = std::fs::remove_file(artifacts::zip::listing_path(&rejected(&final_zip)));
     }
     let mut manifest = manifest(plan, &layer, &diagnostics);
     manifest.built_by = built_by;

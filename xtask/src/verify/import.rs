@@ -176,7 +176,9 @@ fn is_identifier(name: &str) -> bool {
 /// starts with the layer's paths as Lambda orders them, and prints one JSON line per module.
 /// First all of them in one interpreter, as a function imports them (one pandas import instead of
 /// several); only when that fails is each module retried alone, so every failure is named. The
-/// trade-off: a module that imports only after another one has been imported passes.
+/// trade-off: a module that imports only after another one has been imported passes. With
+/// `XTASK_PROBE` (a path under `/opt`) set, a container that does not show that path prints
+/// an `unseen` line and imports nothing.
 const DRIVER: &str = r#"
 import json, os, subprocess, sys
 probe = os.environ.get("XTASK_PROBE")
@@ -300,9 +302,7 @@ pub async fn import_smoke_test(
     layer_dir: &Path,
 ) -> anyhow::Result<(ImportOutcome, Vec<Diagnostic>)> {
     let tested = import_smoke_test_in(engine, image, layer_dir, None, 1).await?;
-    if let Some(warning) = tested.removal.finish().await {
-        eprintln!("warning: {warning}");
-    }
+    warn(tested.removal.finish().await);
     Ok((tested.outcome, tested.diagnostics))
 }
 
@@ -317,6 +317,7 @@ pub struct ImportTested {
 
 /// A container being removed in the background (off the build's critical path), or none.
 #[derive(Debug, Default)]
+#[must_use = "wait for the removal before exiting"]
 pub struct Removal(Option<tokio::task::JoinHandle<crate::engine::Result<()>>>);
 
 impl Removal {
@@ -396,30 +397,14 @@ pub async fn import_smoke_test_in(
         modules: &modules,
         slowdown: u64::from(slowdown.max(1)),
     };
-    let (container, output) = match mounted {
-        Some(container) => {
-            let probe = first_entry(layer_dir);
-            let output = driver.run(&container, probe.as_deref()).await?;
-            match parse_output(&output.text()).unseen {
-                false => (container, output),
-                // A daemon in a VM that does not share the path mounts an empty directory.
-                true => {
-                    let removed = Removal::of(container).finish();
-                    let (_, uploaded) =
-                        tokio::join!(removed, driver.run_uploaded(image, layer_dir));
-                    uploaded?
-                }
-            }
-        }
-        None => driver.run_uploaded(image, layer_dir).await?,
-    };
+    let (container, output) = driver.run_anywhere(image, layer_dir, mounted).await?;
     let removal = Removal::of(container);
     let code = output.code;
     let text = output.text();
     let outcome = parse_output(&text);
     if code != 0 || outcome.python.is_none() {
         // The caller never sees the removal: wait for it here.
-        let _ = removal.finish().await;
+        warn(removal.finish().await);
         let tail: Vec<&str> = text.lines().rev().take(5).collect();
         anyhow::bail!(
             "the import test driver failed in {image} (exit code {code}): {}",
@@ -442,8 +427,39 @@ struct Driver<'a> {
 }
 
 impl Driver<'_> {
-    /// The driver in `container`; with `probe` (a path under `/opt`), it only checks that the
-    /// container sees it, and says so when not.
+    /// The driver in `mounted` when that shows the layer, else in a new container with a copy of
+    /// the layer.
+    async fn run_anywhere(
+        &self,
+        image: &str,
+        layer_dir: &Path,
+        mounted: Option<WorkContainer>,
+    ) -> anyhow::Result<(WorkContainer, crate::engine::Output)> {
+        let Some(container) = mounted else {
+            return self.run_uploaded(image, layer_dir).await;
+        };
+        let probe = probe_path(layer_dir);
+        match self.run(&container, probe.as_deref()).await {
+            Ok(output) if !parse_output(&output.text()).unseen => Ok((container, output)),
+            // Timed out: a copy would hang the same way.
+            Err(e) if e.downcast_ref::<crate::engine::Error>().is_none() => {
+                warn(Removal::of(container).finish().await);
+                Err(e)
+            }
+            // Not seen (a daemon in a VM that does not share the path mounts an empty
+            // directory), or no exec in it (it stopped during a long build): try a copy.
+            _ => {
+                let removed = Removal::of(container).finish();
+                let (warning, uploaded) =
+                    tokio::join!(removed, self.run_uploaded(image, layer_dir));
+                warn(warning);
+                uploaded
+            }
+        }
+    }
+
+    /// The driver in `container`; with `probe` (a path under `/opt`), it first checks that the
+    /// container sees it, and when not says so and imports nothing.
     async fn run(
         &self,
         container: &WorkContainer,
@@ -488,17 +504,27 @@ impl Driver<'_> {
         match self.run(&container, None).await {
             Ok(output) => Ok((container, output)),
             Err(e) => {
-                let _ = Removal::of(container).finish().await;
+                warn(Removal::of(container).finish().await);
                 Err(e)
             }
         }
     }
 }
 
-/// `/opt/<name>` of the first entry of `layer_dir`: what a container that mounts it must see.
-fn first_entry(layer_dir: &Path) -> Option<String> {
+/// What a container that mounts `layer_dir` at `/opt` must see: `/opt/python`, else the first
+/// entry's path.
+fn probe_path(layer_dir: &Path) -> Option<String> {
+    if layer_dir.join("python").exists() {
+        return Some("/opt/python".to_string());
+    }
     let entry = std::fs::read_dir(layer_dir).ok()?.next()?.ok()?;
-    Some(format!("/opt/{}", entry.file_name().to_string_lossy()))
+    Some(format!("/opt/{}", entry.file_name().to_str()?))
+}
+
+fn warn(warning: Option<String>) {
+    if let Some(warning) = warning {
+        eprintln!("warning: {warning}");
+    }
 }
 
 /// One `BS310` per module that did not import.
@@ -518,7 +544,7 @@ fn failures(outcome: &ImportOutcome, modules: &[Module], image: &str) -> Vec<Dia
                 format!("`import {name}`{from} failed with only the layer on sys.path: {error}"),
             )
             .help(format!(
-                "reproduce with `docker run --rm -v $PWD/layer:/opt:ro {image} python3 -I -S -c \"import sys; sys.path[:0]=['/opt/python']; import {name}\"`; a missing module usually means a dependency was not installed into the layer"
+                "reproduce with `docker run --rm --network none --user 65534:65534 -v $PWD/layer:/opt:ro {image} python3 -I -S -c \"import sys; sys.path[:0]=['/opt/python']; import {name}\"`; a missing module usually means a dependency was not installed into the layer"
             ))
         })
         .collect()

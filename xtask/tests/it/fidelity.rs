@@ -94,7 +94,7 @@ fn a_layer_that_fails_verification_is_not_left_where_a_layer_is_expected() {
     assert!(zip_path(dir.path()).exists());
 
     // Modules copied in by hand, without any *.dist-info: still imported, and the failure named.
-    let bad = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p layer/python/handmade\n      - echo \"raise ImportError('boom')\" > layer/python/handmade/__init__.py\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
+    let bad = "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p layer/python/handmade\n      - seq 1 5000 > layer/python/handmade/data.txt\n      - echo \"raise ImportError('boom')\" > layer/python/handmade/__init__.py\nartifacts:\n  base-directory: layer\n  files: ['python/**/*']\n";
     std::fs::write(dir.path().join("buildspec.yml"), bad).unwrap();
     let output = build_layer(dir.path(), &[]);
     let s = summary(&output);
@@ -114,6 +114,20 @@ fn a_layer_that_fails_verification_is_not_left_where_a_layer_is_expected() {
     assert!(rejected.exists());
     assert_eq!(s["zip"], serde_json::Value::Null);
     assert_eq!(s["rejected_zip"], rejected.display().to_string());
+
+    // Fixed: the file that did not change is copied from the rejected zip.
+    std::fs::write(
+        dir.path().join("buildspec.yml"),
+        bad.replace("raise ImportError('boom')", "X = 1"),
+    )
+    .unwrap();
+    let fixed = build_layer(dir.path(), &[]);
+    assert_eq!(summary(&fixed)["status"], "SUCCEEDED", "{}", log(&fixed));
+    assert!(
+        log(&fixed).contains("zip: 1 of 2 files copied compressed from the previous zip"),
+        "{}",
+        log(&fixed)
+    );
 }
 
 #[test]
