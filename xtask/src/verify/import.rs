@@ -19,6 +19,8 @@ pub const IMPORT_TIMEOUT_SECS: u64 = 30;
 const RESULT_PREFIX: &str = "XTASK-IMPORT ";
 /// The unprivileged user the imports run as (`nobody`): like Lambda, it cannot write to /opt.
 const IMPORT_USER: &str = "65534:65534";
+/// What a container that mounts the layer at `/opt` shows: every module to import is below it.
+const PROBE: &str = "/opt/python";
 /// Where the imports keep their bytecode (`-X pycache_prefix`): a volume per image that outlives
 /// the build, never the layer. Python checks each cached file against its source's mtime and
 /// size (the layer's mtimes are its files' CRC-32, see `artifacts::tree`), so an unchanged
@@ -438,8 +440,7 @@ impl Driver<'_> {
         let Some(container) = mounted else {
             return self.run_uploaded(image, layer_dir).await;
         };
-        let probe = probe_path(layer_dir);
-        match self.run(&container, probe.as_deref()).await {
+        match self.run(&container, Some(PROBE)).await {
             Ok(output) if !parse_output(&output.text()).unseen => Ok((container, output)),
             // Timed out: a copy would hang the same way.
             Err(e) if e.downcast_ref::<crate::engine::Error>().is_none() => {
@@ -509,16 +510,6 @@ impl Driver<'_> {
             }
         }
     }
-}
-
-/// What a container that mounts `layer_dir` at `/opt` must see: `/opt/python`, else the first
-/// entry's path.
-fn probe_path(layer_dir: &Path) -> Option<String> {
-    if layer_dir.join("python").exists() {
-        return Some("/opt/python".to_string());
-    }
-    let entry = std::fs::read_dir(layer_dir).ok()?.next()?.ok()?;
-    Some(format!("/opt/{}", entry.file_name().to_str()?))
 }
 
 fn warn(warning: Option<String>) {
