@@ -4,6 +4,8 @@
 //! lands at `<out-dir>/<name>.zip`: its zip is kept as `<name>.zip.rejected` for inspection.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 
@@ -38,6 +40,8 @@ pub async fn package(
 ) -> anyhow::Result<Option<Packaged>> {
     let tree = layer_tree(artifacts, log)?;
     let zips = ZipJob::new(plan, &tree, artifacts)?;
+    // Ctrl-C drops this future, not the zip writer's thread.
+    let _abandon = Abandon(zips.abandoned.clone());
     let zipping = tokio::task::spawn_blocking(move || zips.run());
     let verified = verify_layer(plan, &tree, import_test, log).await;
     let zipped = zipping.await.context("the zip writer stopped");
@@ -153,6 +157,19 @@ struct ZipJob {
     layer: (PathBuf, PathBuf),
     /// `(id, tree, zip)` of each secondary artifact.
     secondary: Vec<(String, PathBuf, PathBuf)>,
+    /// Set once nobody waits for the zips any more (see [`Abandon`]).
+    abandoned: Arc<AtomicBool>,
+}
+
+/// Marks a [`ZipJob`] abandoned when dropped: an interrupted build drops packaging while the job
+/// runs on, and the zips it then finishes would be left after the interrupted build removed the
+/// pending ones ([`remove_pending`]), so the job removes them itself.
+struct Abandon(Arc<AtomicBool>);
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 /// What a [`ZipJob`] wrote, at the pending paths.
@@ -180,6 +197,7 @@ impl ZipJob {
             previous: plan.options.cache.then(|| plan.manifest_path()),
             layer: (tree.to_path_buf(), plan.zip_path()),
             secondary,
+            abandoned: Arc::default(),
         })
     }
 
@@ -201,7 +219,14 @@ impl ZipJob {
                 }
             }
         }
-        Ok(Zipped { layer, secondary })
+        let zipped = Zipped { layer, secondary };
+        // Checked after the zips were written: when it was not set yet, the build's own clean-up
+        // comes later and removes them.
+        if self.abandoned.load(Ordering::SeqCst) {
+            zipped.discard();
+            anyhow::bail!("the build was interrupted: its zips are removed");
+        }
+        Ok(zipped)
     }
 }
 
@@ -369,5 +394,38 @@ fn manifest(plan: &Plan, zip: &ZipSummary, diagnostics: &[Diagnostic]) -> Manife
         built_at: crate::util::UtcTime::now().rfc3339(),
         verification: verify::to_verification(diagnostics),
         built_by: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(dir: &Path) -> ZipJob {
+        let tree = dir.join("tree");
+        std::fs::create_dir_all(tree.join("python")).unwrap();
+        std::fs::write(tree.join("python/m.py"), "X = 1\n").unwrap();
+        ZipJob {
+            options: ZipOptions::default(),
+            previous: None,
+            layer: (tree, dir.join("layer.zip")),
+            secondary: Vec::new(),
+            abandoned: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn an_abandoned_zip_job_leaves_no_zip_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let pending = pending(&dir.path().join("layer.zip"));
+        let finished = job(dir.path()).run().unwrap();
+        assert_eq!(finished.layer.path, pending);
+        assert!(pending.exists());
+        std::fs::remove_file(&pending).unwrap();
+
+        let abandoned = job(dir.path());
+        drop(Abandon(abandoned.abandoned.clone()));
+        assert!(abandoned.run().is_err());
+        assert!(!pending.exists(), "an interrupted build's zip was left");
     }
 }
