@@ -132,21 +132,10 @@ impl Manifest {
 
     /// Writes through a temporary file and a rename, so readers never see half a manifest.
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)
-            .with_context(|| format!("cannot write to {}", dir.display()))?;
-        serde_json::to_writer_pretty(&mut tmp, self)?;
-        std::io::Write::write_all(&mut tmp, b"\n")?;
-        // Readable like any build output (tempfile creates 0600).
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        }
-        tmp.persist(path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(())
+        let mut json = serde_json::to_vec_pretty(self)?;
+        json.push(b'\n');
+        crate::util::write_build_output(path, &json)
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 }
 

@@ -77,6 +77,19 @@ pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
     Ok(file)
 }
 
+/// Writes `bytes` to `path` through a temporary file beside it and a rename, so readers never see
+/// half a file; readable like any build output (0644; tempfile creates 0600).
+pub fn write_build_output(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut temp, bytes)?;
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    temp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// [`open_regular`], read as text: at most `max_bytes` (more is an error, not a truncation).
 pub fn read_regular(path: &Path, max_bytes: u64) -> std::io::Result<String> {
     use std::io::Read as _;

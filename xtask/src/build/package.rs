@@ -336,16 +336,7 @@ fn land(
 /// cache: when it cannot be written, the next build compresses everything.
 fn keep_listing(zip: &Path, listing: &[u8]) {
     let path = artifacts::zip::listing_path(zip);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let written = tempfile::NamedTempFile::new_in(dir).and_then(|mut file| {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::io::Write::write_all(&mut file, listing)?;
-        // Readable like the zip it describes (tempfile creates 0600).
-        file.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-        file.persist(&path).map_err(|e| e.error)
-    });
-    if written.is_err() {
+    if crate::util::write_build_output(&path, listing).is_err() {
         let _ = std::fs::remove_file(&path);
     }
 }

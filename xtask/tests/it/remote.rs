@@ -127,6 +127,23 @@ fn remote_build(codebuild: &CodeBuild, dir: &Path, bucket: &str, extra: &[&str])
         .expect("run xtask")
 }
 
+/// The same build here: `build-layer --json --image <stand-in> --source DIR --out-dir OUT`.
+fn local_build(dir: &Path, out_dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "build-layer",
+            "--json",
+            "--image",
+            &support::standin_image(),
+        ])
+        .arg("--source")
+        .arg(dir)
+        .arg("--out-dir")
+        .arg(out_dir)
+        .output()
+        .expect("local build")
+}
+
 /// A build's stderr up to the first line that holds `marker`.
 fn read_until(stderr: &mut impl BufRead, marker: &str) -> String {
     let mut seen = String::new();
@@ -195,19 +212,7 @@ fn a_remote_build_is_the_local_layer_and_deploy_publishes_it() {
 
     // The same build here: the same layer.
     let local_out = dir.path().join("local");
-    let local = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args([
-            "build-layer",
-            "--json",
-            "--image",
-            &support::standin_image(),
-        ])
-        .arg("--source")
-        .arg(dir.path())
-        .arg("--out-dir")
-        .arg(&local_out)
-        .output()
-        .expect("local build");
+    let local = local_build(dir.path(), &local_out);
     assert_eq!(summary(&local)["status"], "SUCCEEDED");
     let compared = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("compare")
@@ -669,19 +674,7 @@ fn secondary_artifacts_come_back_as_a_local_build_makes_them() {
     let remote_zip = std::fs::read(docs["zip"].as_str().unwrap_or_default()).expect("docs zip");
 
     let local_dir = tempfile::tempdir().expect("temp dir");
-    let local = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args([
-            "build-layer",
-            "--json",
-            "--image",
-            &support::standin_image(),
-        ])
-        .arg("--source")
-        .arg(dir.path())
-        .arg("--out-dir")
-        .arg(local_dir.path())
-        .output()
-        .expect("local build");
+    let local = local_build(dir.path(), local_dir.path());
     let local = summary(&local);
     assert_eq!(local["status"], "SUCCEEDED", "{local:#}");
     let local_zip = std::fs::read(local_dir.path().join("docs.zip")).expect("local docs zip");
